@@ -1,0 +1,163 @@
+"""The run folder and the model file: what a training run leaves behind.
+
+``model.keras`` is Keras' own zip format plus one extra member, ``cnnkit.json``,
+holding what the articles' saved models lost: class names, input shape, colour
+mode, resize policy and the recipe. The model itself holds the preprocessing as
+layers, so it takes raw ``uint8`` pixels, and it loads with plain
+``keras.saving.load_model`` too (Keras ignores the extra member).
+
+Every write is atomic (temporary file + rename): a killed process never leaves
+a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from cnnkit.errors import ArtifactError
+from cnnkit.fileio import atomic_path
+
+# Run-folder layout: one name per file, used everywhere.
+MODEL = "model.keras"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+CURVES = "curves.png"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT = f"{CHECKPOINT_DIR}/last.keras"
+METADATA_MEMBER = "cnnkit.json"
+FORMAT = "cnnkit-model/1"
+H5_METADATA_ATTR = "cnnkit"
+
+# Layers whose saved config can carry executable code.
+_UNSAFE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+
+
+@dataclass
+class ModelMetadata:
+    """What a saved model must carry besides its weights."""
+
+    class_names: list[str]
+    input_shape: list[int]
+    color_mode: str
+    resize: str = "stretch"
+    preset: str = ""
+    dataset: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "class_names": list(self.class_names), "input_shape": list(self.input_shape),
+                "color_mode": self.color_mode, "resize": self.resize, "preset": self.preset,
+                "dataset": self.dataset, "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> "ModelMetadata":
+        missing = [k for k in ("class_names", "input_shape", "color_mode") if k not in data]
+        if missing:
+            raise ArtifactError(f"Model metadata in {where} lacks {missing}. Received keys: {sorted(data)}.",
+                                "Re-save the model with cnnkit (cnnkit export / cnnkit train).")
+        return cls(class_names=[str(c) for c in data["class_names"]], input_shape=[int(v) for v in data["input_shape"]],
+                   color_mode=str(data["color_mode"]), resize=str(data.get("resize", "stretch")),
+                   preset=str(data.get("preset", "")), dataset=str(data.get("dataset", "")),
+                   extra=dict(data.get("extra", {})))
+
+
+def save_model(model: keras.Model, path: str | Path, metadata: ModelMetadata) -> Path:
+    """Save ``model`` with ``metadata`` to ``path`` (a ``.keras`` file), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(METADATA_MEMBER, json.dumps(metadata.to_dict(), indent=2))
+    return path
+
+
+def check_safe_config(config: Any, where: str) -> None:
+    """Refuse a model config that could run code on load (Lambda layers, foreign modules)."""
+    if isinstance(config, dict):
+        name = config.get("class_name")
+        module = config.get("module")
+        if name in _UNSAFE_LAYERS:
+            raise ArtifactError(
+                f"Refusing to load {where}: it contains a {name} layer, whose saved Python code would run on load.",
+                "Rebuild the model without Lambda layers (cnnkit presets never use them).",
+            )
+        if isinstance(module, str) and module and not module.startswith("keras"):
+            raise ArtifactError(
+                f"Refusing to load {where}: it needs code from module {module!r} (class {name!r}), "
+                "which is unsafe deserialization.",
+                "Only models made of Keras' built-in layers can be loaded.",
+            )
+        for value in config.values():
+            check_safe_config(value, where)
+    elif isinstance(config, list):
+        for value in config:
+            check_safe_config(value, where)
+
+
+def _read_member(path: Path, member: str) -> dict[str, Any] | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if member not in archive.namelist():
+                return None
+            return json.loads(archive.read(member))
+    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a readable .keras model file: {exc}.",
+                            "The file may be truncated; retrain or copy it again.") from exc
+
+
+def load_model(path: str | Path, *, compile: bool = False) -> tuple[keras.Model, ModelMetadata]:
+    """Load a cnnkit model file (or run folder) safely; return the model and its metadata.
+
+    Raises:
+        ArtifactError: the file is missing, corrupt, lacks cnnkit metadata, or is unsafe.
+    """
+    path = resolve_model_path(path)
+    config = _read_member(path, "config.json")
+    if config is None:
+        raise ArtifactError(f"{path} has no config.json member: not a Keras 3 .keras file.")
+    check_safe_config(config, str(path))
+    meta = _read_member(path, METADATA_MEMBER)
+    if meta is None:
+        raise ArtifactError(f"{path} carries no cnnkit metadata (class names, input shape, colour mode).",
+                            "Train it with cnnkit, or import an architecture+weights pair with cnnkit.load(json, weights).")
+    metadata = ModelMetadata.from_dict(meta, str(path))
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise ArtifactError(f"Cannot load {path}: {exc}") from exc
+    return model, metadata
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """Accept a run folder or a ``.keras`` file; return the model file, or raise ArtifactError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    if not path.is_file():
+        raise ArtifactError(f"Model not found. Received: {path}.",
+                            "Pass a run folder made by `cnnkit train` or a .keras file.")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The raw ``cnnkit.json`` of a model file (empty dict when absent)."""
+    return _read_member(resolve_model_path(path), METADATA_MEMBER) or {}
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON file of a run folder; a missing file is an empty dict."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON: {exc}.") from exc

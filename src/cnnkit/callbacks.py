@@ -1,0 +1,60 @@
+"""Keras callbacks that make a run survive a crash and leave its history on disk."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+
+from cnnkit import artifact
+from cnnkit.fileio import write_json, write_text
+
+
+def history_to_csv(history: dict[str, list[float]]) -> str:
+    """Render a Keras history dict as CSV, one row per epoch."""
+    keys = list(history)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for i in range(max((len(v) for v in history.values()), default=0)):
+        writer.writerow([i + 1, *(history[k][i] if i < len(history[k]) else "" for k in keys)])
+    return buffer.getvalue()
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After every epoch: save a resumable checkpoint, then the history so far.
+
+    The checkpoint (``checkpoints/last.keras``) holds the model, the optimizer
+    state and, in its metadata, the completed epoch count and the history, in one
+    atomically replaced file: a run killed at any moment resumes from its last
+    completed epoch.
+    """
+
+    def __init__(self, run_dir: Path, metadata_for: Callable[[dict[str, Any]], artifact.ModelMetadata],
+                 history: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.metadata_for = metadata_for
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = dict(logs or {})
+        logs["epoch_seconds"] = time.perf_counter() - self._epoch_start
+        lr = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+        for key, value in logs.items():
+            value = float(value)
+            self.history.setdefault(key, []).append(value if math.isfinite(value) else float("nan"))
+        state = {"epoch": epoch + 1, "history": self.history}
+        artifact.save_model(self.model, self.run_dir / artifact.CHECKPOINT, self.metadata_for(state))
+        write_json(self.run_dir / artifact.HISTORY_JSON, self.history)
+        write_text(self.run_dir / artifact.HISTORY_CSV, history_to_csv(self.history))

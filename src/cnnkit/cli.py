@@ -1,0 +1,214 @@
+"""The ``cnnkit`` command: a thin shell over the Python API.
+
+Each sub-command parses its options, calls one API function and prints the
+result. Errors a user can fix print ``Error: …`` and ``Hint: …`` on stderr and
+exit non-zero without a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    COMMANDS[func.__name__.removeprefix("cmd_")] = func
+    return func
+
+
+def _add_train_options(p: argparse.ArgumentParser, *, preset_default: str | None) -> None:
+    p.add_argument("--recipe", "--preset", dest="preset", default=preset_default,
+                   help="preset name (see `cnnkit summary --list`)")
+    p.add_argument("--from", dest="data_source", metavar="PATH",
+                   help="use MNIST files you already have (IDX files or mnist.npz)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", dest="learning_rate", type=float, help="peak learning rate")
+    p.add_argument("--schedule", choices=["constant", "cosine", "warmup-cosine", "plateau"])
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")
+    p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on a stratified subset of N images")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+
+
+def _config(args: argparse.Namespace, data: str):
+    from cnnkit.training import TrainConfig
+
+    return TrainConfig(preset=args.preset, data=data, data_source=args.data_source, epochs=args.epochs,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate, schedule=args.schedule,
+                       early_stopping=args.early_stopping, val_fraction=args.val_fraction, seed=args.seed,
+                       train_limit=args.train_limit, test_limit=args.test_limit)
+
+
+def _print_metrics(result) -> None:
+    m = result.metrics
+    print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  "
+          f"({m['epochs']} epochs, {m['train_seconds']:.1f} s training)")
+    print(f"Run folder: {result.run_dir}")
+
+
+@command
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a recipe on a dataset; write the run folder (model, metrics, plots)."""
+    from cnnkit.run import train
+
+    out = args.out or Path("runs") / f"{args.preset}-{Path(args.data).stem}"
+    if args.resume and args.out is None:
+        from cnnkit.errors import ConfigError
+        raise ConfigError("--resume needs the run folder to continue.", "Pass --out RUN_FOLDER.")
+    _print_metrics(train(_config(args, args.data), out, resume=args.resume, overwrite=args.overwrite))
+    return 0
+
+
+@command
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run an article's recipe as published and print its reported number beside ours."""
+    from cnnkit.presets import get_preset
+    from cnnkit.run import train
+
+    preset = get_preset(args.preset)
+    out = args.out or Path("runs") / f"reproduce-{preset.name}"
+    result = train(_config(args, preset.dataset), out, overwrite=args.overwrite)
+    _print_metrics(result)
+    if preset.reported:
+        r = preset.reported
+        print(f"{preset.name}: article reported {r.metric} {r.value:.2%} ({r.note}); "
+              f"cnnkit test accuracy {result.metrics['test_accuracy']:.2%} on the held-out test set "
+              f"after {result.metrics['epochs']} epochs in {result.metrics['train_seconds']:.0f} s.")
+    return 0
+
+
+@command
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a run's model on its test set again."""
+    from cnnkit.run import evaluate
+
+    m = evaluate(args.run)
+    print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  (n={m['test_samples']})")
+    return 0
+
+
+@command
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict the class of image files with a trained model."""
+    import cnnkit
+    from cnnkit.errors import CnnkitError
+
+    predictor = cnnkit.load(args.run)
+    failures = 0
+    for path in args.images:
+        try:
+            [pred] = predictor.predict_files([path], top_k=args.top_k)
+        except CnnkitError as exc:
+            failures += 1
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            continue
+        top = ", ".join(f"{label} {p:.1%}" for label, p in pred.top_k)
+        print(f"{path}: {pred.label} ({pred.probability:.1%})  top-{len(pred.top_k)}: {top}")
+    return 1 if failures else 0
+
+
+@command
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show a dataset: shapes, class counts, and a grid of samples."""
+    from cnnkit.dataview import show
+
+    print(show(args.data, out=args.out, source=args.data_source, count=args.count, split=args.split,
+               save_images=args.save_images))
+    return 0
+
+
+@command
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print a preset's (or a run's) layers and parameter counts."""
+    from cnnkit.dataview import summarize
+
+    print(summarize(args.target))
+    return 0
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's model (json-h5: the articles' architecture JSON + HDF5 weights)."""
+    from cnnkit.exporting import export_model
+
+    out = args.out or Path(args.run) / f"export-{args.format}"
+    for path in export_model(args.run, out, args.format):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    help_of = {name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()}
+
+    p = sub.add_parser("train", help=help_of["train"], description=help_of["train"])
+    p.add_argument("data", nargs="?", default="mnist", help="mnist, or an .npz file of arrays")
+    _add_train_options(p, preset_default="fast")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+
+    p = sub.add_parser("reproduce", help=help_of["reproduce"], description=help_of["reproduce"])
+    p.add_argument("preset", metavar="PRESET", help="article-000 … article-004")
+    _add_train_options(p, preset_default=None)
+
+    p = sub.add_parser("evaluate", help=help_of["evaluate"])
+    p.add_argument("run", type=Path)
+
+    p = sub.add_parser("predict", help=help_of["predict"])
+    p.add_argument("run", help="run folder, .keras file, or exported model.json")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top-k", type=int, default=3)
+
+    p = sub.add_parser("show", help=help_of["show"])
+    p.add_argument("data", nargs="?", default="mnist")
+    p.add_argument("--from", dest="data_source", metavar="PATH")
+    p.add_argument("--out", type=Path, help="PNG file for the sample grid (default samples-<data>.png)")
+    p.add_argument("--count", type=int, default=9, help="number of samples in the grid")
+    p.add_argument("--split", choices=["train", "test"], default="train")
+    p.add_argument("--save-images", type=Path, metavar="DIR", help="also write the samples as PNG files")
+
+    p = sub.add_parser("summary", help=help_of["summary"])
+    p.add_argument("target", nargs="?", default="list", help="preset name, run folder, or --list")
+
+    p = sub.add_parser("export", help=help_of["export"])
+    p.add_argument("run", type=Path)
+    p.add_argument("--format", default="json-h5", choices=["json-h5"])
+    p.add_argument("--out", type=Path, help="folder (default RUN/export-FORMAT)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cnnkit`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["summary", "--list"]:
+        argv = ["summary", "list"]
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+    from cnnkit.errors import CnnkitError
+
+    try:
+        return COMMANDS[args.command](args)
+    except CnnkitError as exc:
+        if args.debug:
+            raise
+        print(f"Error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"Hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

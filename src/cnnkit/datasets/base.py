@@ -1,0 +1,139 @@
+"""The in-memory dataset every loader returns, validated once on creation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnkit.datasets.splits import stratified_sample
+from cnnkit.errors import DataError
+
+COLOR_MODES = {"grayscale": 1, "rgb": 3}
+
+
+@dataclass(eq=False)  # eq would compare arrays element-wise and fail
+class Dataset:
+    """Train and test images with integer labels, as loaded from one source.
+
+    Attributes:
+        name: short name, e.g. ``"mnist"`` or the ``.npz`` file's stem.
+        x_train, x_test: ``uint8`` pixels 0-255, shape ``(N, H, W, C)``; ``C`` is 1 for grey.
+        y_train, y_test: ``int64`` labels in ``[0, num_classes)``, shape ``(N,)``.
+            Any integer dtype is accepted and converted (losslessly) to ``int64``.
+        class_names: one name per class; label ``i`` means ``class_names[i]``.
+        color_mode: ``"grayscale"`` (C=1) or ``"rgb"`` (C=3).
+        source: where the data came from, for logs and reports.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    color_mode: str
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.color_mode not in COLOR_MODES:
+            raise DataError(
+                f"Expected color_mode 'grayscale' or 'rgb'. Received: color_mode={self.color_mode!r}."
+            )
+        self.class_names = [str(c) for c in self.class_names]
+        if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+            raise DataError(
+                f"Expected a non-empty list of distinct class names. Received: class_names={self.class_names!r}."
+            )
+        for part in ("train", "test"):
+            x = _check_images(f"x_{part}", getattr(self, f"x_{part}"), COLOR_MODES[self.color_mode], self.color_mode)
+            y = _check_labels(f"y_{part}", getattr(self, f"y_{part}"), len(x), len(self.class_names))
+            setattr(self, f"x_{part}", x)
+            setattr(self, f"y_{part}", y)
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DataError(
+                "Expected train and test images of the same size. "
+                f"Received: x_train.shape={self.x_train.shape}, x_test.shape={self.x_test.shape}.",
+                hint="Resize one set to match the other before building the dataset.",
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one image, ``(H, W, C)``: what a model's input layer takes."""
+        h, w, c = self.x_train.shape[1:]
+        return (int(h), int(w), int(c))
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels range over (``len(class_names)``)."""
+        return len(self.class_names)
+
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> Dataset:
+        """Return a smaller copy with a stratified, seeded sample of each split.
+
+        ``None`` keeps a split whole. The same arguments always select the same
+        images, in their original order.
+
+        Example:
+            >>> small = mnist.subset(train=3000, test=600, seed=0)  # doctest: +SKIP
+        """
+        parts = {}
+        for part, n in (("train", train), ("test", test)):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if n is not None:
+                idx = stratified_sample(y, n, seed)
+                x, y = x[idx], y[idx]
+            parts[f"x_{part}"], parts[f"y_{part}"] = x, y
+        note = f"subset train={train} test={test} seed={seed}"
+        return dataclasses.replace(self, **parts, source=f"{self.source} ({note})" if self.source else note)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+            f"input_shape={self.input_shape}, num_classes={self.num_classes}, source={self.source!r})"
+        )
+
+
+def _check_images(field: str, x: object, channels: int, color_mode: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise DataError(f"Expected {field} to be a NumPy array. Received: {type(x).__name__}.")
+    if x.dtype != np.uint8:
+        raise DataError(
+            f"Expected {field} to hold uint8 pixels 0-255. Received: dtype {x.dtype}.",
+            hint="Convert floats in [0, 1] with (x * 255).round().astype('uint8'); "
+            "integers already in 0-255 with x.astype('uint8').",
+        )
+    if x.ndim != 4:
+        raise DataError(
+            f"Expected {field} with 4 dimensions (N, H, W, C). Received: shape={x.shape}.",
+            hint="For greyscale images shaped (N, H, W), add a channel axis with x[..., None].",
+        )
+    if x.shape[-1] != channels:
+        raise DataError(
+            f"Expected {field} with {channels} channel(s) for color_mode={color_mode!r}. "
+            f"Received: shape={x.shape}.",
+            hint="Use color_mode='grayscale' for 1 channel or 'rgb' for 3 channels.",
+        )
+    return x
+
+
+def _check_labels(field: str, y: object, n_images: int, num_classes: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(
+            f"Expected {field} to be a 1-D array of integer class labels. "
+            f"Received: shape={y.shape}, dtype={y.dtype}.",
+            hint="For one-hot labels use y.argmax(axis=1); for float labels y.astype('int64').",
+        )
+    if len(y) != n_images:
+        raise DataError(
+            f"Expected one label per image in {field}. Received: {len(y)} labels for {n_images} images."
+        )
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DataError(
+            f"Expected {field} values in [0, {num_classes}) for {num_classes} classes. "
+            f"Received: min={y.min()}, max={y.max()}.",
+            hint="Labels must be 0-based class indices; check class_names covers every class.",
+        )
+    return y.astype(np.int64, copy=False)

@@ -1,0 +1,78 @@
+"""Look before training: dataset shapes, class counts and sample grids; model summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit import datasets
+from cnnkit.errors import ConfigError
+from cnnkit.fileio import write_bytes
+from cnnkit.images import encode_png
+from cnnkit.plots import plot_image_grid
+from cnnkit.presets import PRESETS, get_preset
+
+
+def _title_prefix(name: str) -> str:
+    return "Digit" if name == "mnist" else "Label"
+
+
+def show(data: str, *, out: str | Path | None = None, source: str | None = None, count: int = 9,
+         split: str = "train", save_images: str | Path | None = None) -> str:
+    """Describe a dataset and write a grid of the first ``count`` images of ``split``.
+
+    Titles read "Digit: 5" for MNIST (as in the articles), "Label: rain" otherwise.
+    Returns the text printed by ``cnnkit show``.
+    """
+    if count < 1:
+        raise ConfigError(f"Expected --count ≥ 1. Received: count={count}.")
+    dataset = datasets.load(data, source=source)
+    out = Path(out) if out else Path(f"samples-{Path(data).stem}.png")
+    if split not in ("train", "test"):
+        raise ConfigError(f"Expected split 'train' or 'test'. Received: split={split!r}.")
+    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    n = min(count, len(x))
+    titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y[:n]]
+    plot_image_grid(x[:n], titles, out, ncols=min(n, 3 if n <= 9 else 5))
+    lines = [
+        f"Dataset: {dataset.name} ({dataset.source or data})",
+        f"x_train {dataset.x_train.shape} {dataset.x_train.dtype}, y_train {dataset.y_train.shape}",
+        f"x_test  {dataset.x_test.shape} {dataset.x_test.dtype}, y_test  {dataset.y_test.shape}",
+        f"Colour mode: {dataset.color_mode}; {dataset.num_classes} classes",
+        f"{'class':>12} {'train':>7} {'test':>7}",
+    ]
+    train_counts = np.bincount(dataset.y_train, minlength=dataset.num_classes)
+    test_counts = np.bincount(dataset.y_test, minlength=dataset.num_classes)
+    for name, a, b in zip(dataset.class_names, train_counts, test_counts):
+        lines.append(f"{name:>12} {a:>7} {b:>7}")
+    lines.append(f"Sample grid: {out}")
+    if save_images:
+        folder = Path(save_images)
+        for i in range(n):
+            write_bytes(folder / f"{split}-{i:04d}-{dataset.class_names[y[i]]}.png", encode_png(x[i]))
+        lines.append(f"Wrote {n} PNG files to {folder}")
+    return "\n".join(lines)
+
+
+def summarize(target: str) -> str:
+    """Keras' ``model.summary()`` for a preset name or a run folder, with the preset's description.
+
+    ``"list"`` lists every preset with its parameter count and description.
+    """
+    if target == "list":
+        return "\n".join(f"{p.name:<12} {p.params:>10,} params  {p.description}" for p in PRESETS.values())
+    from cnnkit.models import build_model
+
+    if Path(target).exists():
+        from cnnkit.artifact import load_model
+
+        model, meta = load_model(target)
+        header = f"Model from {target}: classes {meta.class_names}, input {meta.input_shape} ({meta.color_mode})"
+    else:
+        preset = get_preset(target)
+        model = build_model(preset)
+        header = f"{preset.name}: {preset.description}"
+    lines: list[str] = []
+    model.summary(line_length=80, print_fn=lambda text, **_: lines.append(text))
+    return f"{header}\n" + "\n".join(lines).rstrip()

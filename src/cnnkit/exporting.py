@@ -1,0 +1,79 @@
+"""Export a trained model to other formats, and import the articles' JSON + HDF5 pair.
+
+``json-h5`` is what the articles write by hand (``model.to_json()`` and
+``model.save_weights``). cnnkit writes the same pair, but the weights file also
+carries the model metadata (class names, input shape, colour mode) as an HDF5
+attribute, so nothing is lost and the two halves are checked against each other
+when imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import keras
+
+from cnnkit.artifact import H5_METADATA_ATTR, ModelMetadata, check_safe_config, load_model
+from cnnkit.errors import ArtifactError, ConfigError
+from cnnkit.fileio import atomic_path, write_text
+
+FORMATS = ("json-h5",)
+JSON_NAME = "model.json"
+WEIGHTS_NAME = "model.weights.h5"
+
+
+def export_model(run_or_model: str | Path, out_dir: str | Path, fmt: str = "json-h5") -> list[Path]:
+    """Export the model of a run folder (or ``.keras`` file) into ``out_dir``; return the files written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"Unknown export format. Expected one of {FORMATS}. Received: format={fmt!r}.")
+    model, metadata = load_model(run_or_model)
+    return export_json_h5(model, metadata, out_dir)
+
+
+def export_json_h5(model: keras.Model, metadata: ModelMetadata, out_dir: str | Path) -> list[Path]:
+    """Write ``model.json`` (architecture) and ``model.weights.h5`` (weights + metadata)."""
+    out = Path(out_dir)
+    json_path, weights_path = out / JSON_NAME, out / WEIGHTS_NAME
+    with atomic_path(weights_path) as tmp:
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as handle:
+            handle.attrs[H5_METADATA_ATTR] = json.dumps(metadata.to_dict())
+    write_text(json_path, model.to_json(indent=2))
+    return [json_path, weights_path]
+
+
+def import_json_h5(json_path: str | Path, weights_path: str | Path | None = None) -> tuple[keras.Model, ModelMetadata]:
+    """Rebuild a model from an architecture JSON and its weights file (safely).
+
+    ``weights_path`` defaults to ``model.weights.h5`` beside the JSON file.
+    """
+    json_path = Path(json_path)
+    weights_path = Path(weights_path) if weights_path else json_path.with_name(WEIGHTS_NAME)
+    for p in (json_path, weights_path):
+        if not p.is_file():
+            raise ArtifactError(f"File not found. Received: {p}.",
+                                "Pass the architecture JSON and its weights file (cnnkit export --format json-h5).")
+    try:
+        config = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{json_path} is not valid JSON: {exc}.") from exc
+    check_safe_config(config, str(json_path))
+    try:
+        with h5py.File(weights_path, "r") as handle:
+            raw = handle.attrs.get(H5_METADATA_ATTR)
+    except OSError as exc:
+        raise ArtifactError(f"{weights_path} is not a readable HDF5 weights file: {exc}.") from exc
+    if raw is None:
+        raise ArtifactError(
+            f"{weights_path} carries no cnnkit metadata (class names, input shape, colour mode).",
+            "Export it with `cnnkit export RUN --format json-h5`; cnnkit does not guess preprocessing or labels.",
+        )
+    metadata = ModelMetadata.from_dict(json.loads(raw), str(weights_path))
+    try:
+        model = keras.models.model_from_json(json_path.read_text(encoding="utf-8"))
+        model.load_weights(weights_path)
+    except Exception as exc:  # mismatched architecture and weights raise ValueError and others
+        raise ArtifactError(f"The weights in {weights_path} do not fit the architecture in {json_path}: {exc}") from exc
+    return model, metadata

@@ -1,0 +1,130 @@
+"""Decode and resize: the only pixel code outside the model.
+
+Training data, ``cnnkit predict`` on files, and the server all turn bytes into
+pixels here, so they can never disagree. The result is always a ``uint8`` array
+of shape ``(height, width, channels)``; scaling to [0, 1] happens inside the
+model.
+
+Mode conversion (documented once, applied everywhere):
+  * grayscale models: Pillow ``convert("L")`` (ITU-R 601-2 luma); images with
+    transparency are first composited on black, as MNIST digits are light
+    strokes on black.
+  * rgb models: ``convert("RGB")``; transparency composited on black.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnkit.errors import ConfigError, DataError
+
+COLOR_MODES = {"grayscale": 1, "rgb": 3}
+RESIZE_METHODS = ("stretch",)
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+MAX_PIXELS = 64_000_000  # ~ an 8000 x 8000 photo; larger is refused (decompression-bomb guard)
+
+ImageSource = str | os.PathLike[str] | bytes
+
+
+def channels_for(color_mode: str) -> int:
+    """Number of channels for a colour mode name ("grayscale" → 1, "rgb" → 3)."""
+    try:
+        return COLOR_MODES[color_mode]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown colour mode. Expected one of {sorted(COLOR_MODES)}. Received: color_mode={color_mode!r}."
+        ) from None
+
+
+def _describe(source: ImageSource) -> str:
+    return f"{len(source)} bytes" if isinstance(source, bytes) else str(source)
+
+
+def _open(source: ImageSource) -> Image.Image:
+    name = _describe(source)
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise DataError("Cannot decode an empty image (0 bytes).", "Send the image file's bytes.")
+            image = Image.open(io.BytesIO(source), formats=ALLOWED_FORMATS)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise DataError(f"Image file not found. Received: {name}.", "Check the path.")
+            if path.stat().st_size == 0:
+                raise DataError(f"Image file is empty (0 bytes). Received: {name}.", "Replace or remove the file.")
+            image = Image.open(path, formats=ALLOWED_FORMATS)
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise DataError(
+                f"Image is too large: {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,}. Received: {name}.",
+                "Downscale the image before passing it to cnnkit.",
+            )
+        image.load()
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            f"Cannot decode image: {exc}. Received: {name}.",
+            f"Expected a file in one of these formats: {', '.join(ALLOWED_FORMATS)}.",
+        ) from exc
+    return image
+
+
+def _to_mode(image: Image.Image, color_mode: str) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale the full range to 0-255 rather than clipping.
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() if array.size else 0
+        image = Image.fromarray((array * (255.0 / top) if top > 255 else array).astype(np.uint8), mode="L")
+    return image.convert("L" if color_mode == "grayscale" else "RGB")
+
+
+def decode_image(
+    source: ImageSource,
+    *,
+    size: tuple[int, int] | None = None,
+    color_mode: str = "rgb",
+    resize: str = "stretch",
+) -> np.ndarray:
+    """Decode an image file (or its bytes) into a ``uint8`` array ``(H, W, C)``.
+
+    Args:
+        source: a path or the raw bytes of an image.
+        size: ``(height, width)`` to resize to, or ``None`` to keep the size.
+        color_mode: ``"grayscale"`` (C=1) or ``"rgb"`` (C=3).
+        resize: resize policy; ``"stretch"`` (bilinear, aspect ratio not kept).
+
+    Example:
+        >>> decode_image("digit.png", size=(28, 28), color_mode="grayscale").shape  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    channels = channels_for(color_mode)
+    if resize not in RESIZE_METHODS:
+        raise ConfigError(f"Unknown resize policy. Expected one of {RESIZE_METHODS}. Received: resize={resize!r}.")
+    image = _to_mode(_open(source), color_mode)
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).reshape(image.size[1], image.size[0], channels)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Encode a ``uint8`` ``(H, W)``/``(H, W, 1)``/``(H, W, 3)`` array as PNG bytes (lossless)."""
+    array = np.asarray(pixels)
+    if array.dtype != np.uint8:
+        raise DataError(f"Expected uint8 pixels. Received: dtype={array.dtype}.")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

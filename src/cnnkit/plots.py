@@ -1,0 +1,246 @@
+"""The tutorials' figures as PNG files: training curves, confusion matrix, image grid.
+
+Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never
+through ``pyplot``: nothing is registered in pyplot's global figure list (so
+thousands of calls leak nothing) and a user's interactive backend and open
+figures are left alone. Every file goes through :func:`cnnkit.fileio.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cnnkit.errors import ConfigError, DataError
+from cnnkit.fileio import atomic_path
+
+DPI = 100
+# Beyond this many classes the cell numbers would be unreadably small; the
+# colours still carry the information.
+MAX_ANNOTATED_CLASSES = 40
+# Keeps a 1000-class matrix at a few thousand pixels instead of tens of thousands.
+MAX_FIGURE_INCHES = 30.0
+
+# (panel title, y label, train key, validation key), as in the Keras tutorials.
+_HISTORY_PANELS = (
+    ("Model accuracy", "accuracy", "accuracy", "val_accuracy"),
+    ("Model loss", "loss", "loss", "val_loss"),
+)
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Lay out ``fig``, write it as PNG atomically, and release its memory."""
+    FigureCanvasAgg(fig)
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
+    finally:
+        fig.clear()
+    return Path(path)
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
+    """Plot train vs validation accuracy and loss per epoch, side by side.
+
+    Keys used: ``accuracy``, ``val_accuracy``, ``loss``, ``val_loss``; a missing
+    or empty one is skipped (a panel with neither of its keys is left out) and
+    any other key (``learning_rate`` …) is ignored.
+
+    Example:
+        >>> plot_history(model.fit(...).history, "run/history.png")  # doctest: +SKIP
+    """
+    if not isinstance(history, Mapping):
+        raise DataError(
+            f"history must be a dict of metric name -> list of per-epoch values. "
+            f"Received: history of type {type(history).__name__}.",
+            hint="Pass the History object's .history attribute (model.fit(...).history).",
+        )
+    panels = []
+    for title, ylabel, train_key, val_key in _HISTORY_PANELS:
+        curves = []
+        for key, label in ((train_key, "train"), (val_key, "validation")):
+            values = history.get(key)
+            if values is None or len(values) == 0:
+                continue
+            curve = np.asarray(values, dtype=float)
+            if curve.ndim != 1:
+                raise DataError(
+                    f"history[{key!r}] must be a flat list of one number per epoch. "
+                    f"Received: shape {curve.shape}."
+                )
+            curves.append((curve, label))
+        if curves:
+            panels.append((title, ylabel, curves))
+    if not panels:
+        raise DataError(
+            "history has none of the keys 'accuracy', 'val_accuracy', 'loss', 'val_loss' "
+            f"with values. Received: keys {sorted(history)}.",
+            hint="Compile the model with metrics=['accuracy'] and pass model.fit(...).history.",
+        )
+
+    fig = Figure(figsize=(6 * len(panels), 4.5))
+    for i, (title, ylabel, curves) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for curve, label in curves:
+            epochs = np.arange(1, len(curve) + 1)
+            ax.plot(epochs, curve, marker="o" if len(curve) <= 30 else None, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    normalize: bool = False,
+) -> Path:
+    """Draw ``cm`` (rows = true class, columns = predicted) as an annotated heatmap.
+
+    With ``normalize=True`` each row is divided by its total, so a cell reads
+    "fraction of this true class predicted as that class" (an empty row stays 0).
+
+    Example:
+        >>> plot_confusion_matrix(evaluation.confusion, names, "run/cm.png")  # doctest: +SKIP
+    """
+    matrix = np.asarray(cm)
+    names = [str(name) for name in class_names]
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise DataError(
+            f"cm must be a non-empty square (K, K) matrix. Received: shape {matrix.shape}."
+        )
+    if matrix.shape[0] != len(names):
+        raise DataError(
+            f"cm has {matrix.shape[0]} classes but class_names has {len(names)}. "
+            f"Received: cm shape {matrix.shape}, class_names {names[:12]}.",
+            hint="Pass one name per row of the confusion matrix, in label order.",
+        )
+    if not np.issubdtype(matrix.dtype, np.number) or not np.all(np.isfinite(matrix)):
+        raise DataError(f"cm must hold finite numbers. Received: dtype {matrix.dtype}.")
+    if np.any(matrix < 0):
+        raise DataError(f"cm must hold counts >= 0. Received: minimum {matrix.min()}.")
+
+    values = matrix.astype(float)
+    if normalize:
+        totals = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+        fmt = "{:.2f}"
+    else:
+        fmt = "{:.0f}" if np.all(values == np.round(values)) else "{:.2f}"
+
+    k = len(names)
+    side = min(MAX_FIGURE_INCHES, max(5.0, 0.55 * k + 2.5))
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot(1, 1, 1)
+    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+    label_size = max(5.0, min(10.0, 220.0 / k))
+    # Short names (digits) read best upright; longer ones are slanted so they do not overlap.
+    slanted = max(len(name) for name in names) > 3
+    ax.set_xticks(np.arange(k), labels=names, rotation=45 if slanted else 0,
+                  ha="right" if slanted else "center", rotation_mode="anchor",
+                  fontsize=label_size)
+    ax.set_yticks(np.arange(k), labels=names, fontsize=label_size)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title("Confusion matrix" + (" (normalized by true label)" if normalize else ""))
+
+    if k <= MAX_ANNOTATED_CLASSES:
+        # White text on the dark half of the colour map, black on the light half.
+        cell_size = max(5.0, min(11.0, 160.0 / k))
+        for (row, col), value in np.ndenumerate(values):
+            dark = image.norm(value) > 0.5
+            ax.text(col, row, fmt.format(value), ha="center", va="center",
+                    fontsize=cell_size, color="white" if dark else "black")
+    return _save(fig, path)
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    """Map images to 0..255 so every grid uses one fixed grey scale (no autoscaling)."""
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == bool:
+        return images.astype(np.uint8) * 255
+    pixels = images.astype(float)
+    if not np.all(np.isfinite(pixels)):
+        raise DataError("images contain NaN or infinite values. Received: non-finite pixels.")
+    if np.issubdtype(images.dtype, np.floating) and pixels.size and pixels.max() <= 1.0:
+        pixels = pixels * 255.0  # floats already scaled to [0, 1]
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def plot_image_grid(
+    images: np.ndarray,
+    titles: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    ncols: int = 5,
+    title_colors: Sequence[str] | None = None,
+    suptitle: str | None = None,
+) -> Path:
+    """Show images in a grid, each with its title (e.g. ``"Digit: 5"``).
+
+    ``images`` is (N, H, W), (N, H, W, 1) or (N, H, W, 3), ideally uint8
+    (floats in [0, 1] are scaled to 0..255). Grey images use the "gray" colour
+    map on a fixed 0..255 scale with interpolation "none", so pixels look as
+    the model sees them. ``title_colors`` (one per image) can mark mistakes red.
+
+    Example:
+        >>> plot_image_grid(x[:9], [f"Digit: {d}" for d in y[:9]], "digits.png", ncols=3)  # doctest: +SKIP
+    """
+    array = np.asarray(images)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)) or array.shape[0] == 0:
+        raise DataError(
+            "images must be a non-empty batch shaped (N, H, W), (N, H, W, 1) or (N, H, W, 3). "
+            f"Received: shape {np.shape(images)}.",
+            hint="Add the batch axis for a single image: images[None].",
+        )
+    n = array.shape[0]
+    if len(titles) != n:
+        raise DataError(f"Expected one title per image ({n}). Received: {len(titles)} titles.")
+    if title_colors is not None and len(title_colors) != n:
+        raise DataError(
+            f"Expected one title colour per image ({n}). Received: {len(title_colors)} colours."
+        )
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ConfigError(f"ncols must be a positive integer. Received: ncols={ncols!r}.")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"images must hold numbers. Received: dtype {array.dtype}.")
+    array = _to_uint8(array)
+
+    cols = min(ncols, n)
+    rows = math.ceil(n / cols)
+    height, width = array.shape[1:3]
+    cell_w = 2.2
+    cell_h = cell_w * min(2.0, max(0.5, height / width)) + 0.45  # room for the title
+    extra = 0.5 if suptitle else 0.0
+    fig = Figure(figsize=(cols * cell_w, rows * cell_h + extra))
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if array.ndim == 3:
+            ax.imshow(array[i], cmap="gray", vmin=0, vmax=255, interpolation="none")
+        else:
+            ax.imshow(array[i], interpolation="none")
+        color = title_colors[i] if title_colors is not None else "black"
+        ax.set_title(str(titles[i]), color=color, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _save(fig, path)

@@ -1,0 +1,106 @@
+"""Predictor: one object that turns raw pixels or image files into class probabilities.
+
+Shared by ``cnnkit predict``, evaluation, and (later) the server and batch jobs.
+It checks the input shape against the model's metadata, decodes files with the
+one shared :func:`cnnkit.images.decode_image`, and runs the model in fixed-size
+batches through a compiled predict step (not ``model.predict``'s per-call
+dataset machinery).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from cnnkit.artifact import ModelMetadata, load_model
+from cnnkit.errors import DataError
+from cnnkit.images import decode_image
+
+
+@dataclass
+class Prediction:
+    """The answer for one image: best label and the top-k (label, probability) pairs."""
+
+    label: str
+    probability: float
+    top_k: list[tuple[str, float]]
+
+
+class Predictor:
+    """Wraps a model and its metadata.
+
+    Example:
+        >>> p = Predictor.from_artifact("runs/demo")  # doctest: +SKIP
+        >>> p.predict_files(["seven.png"])[0].label  # doctest: +SKIP
+        '7'
+    """
+
+    def __init__(self, model: keras.Model, metadata: ModelMetadata, batch_size: int = 256) -> None:
+        self.model = model
+        self.metadata = metadata
+        self.batch_size = batch_size
+        self.input_shape = tuple(metadata.input_shape)
+        self.class_names = list(metadata.class_names)
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256) -> "Predictor":
+        """Load a run folder or ``.keras`` file."""
+        model, metadata = load_model(path)
+        return cls(model, metadata, batch_size=batch_size)
+
+    def check_pixels(self, images: np.ndarray) -> np.ndarray:
+        """Validate a batch (or one image) of raw pixels; return a ``(N, H, W, C)`` uint8 array."""
+        array = np.asarray(images)
+        if array.ndim == len(self.input_shape):
+            array = array[None]
+        if array.ndim == 3 and self.input_shape[-1] == 1:
+            array = array[..., None]
+        if array.shape[1:] != self.input_shape:
+            raise DataError(
+                f"Expected uint8 images of shape (N, {', '.join(map(str, self.input_shape))}). "
+                f"Received: shape={array.shape}.",
+                "Decode and resize files with cnnkit.images.decode_image (or pass file paths), "
+                f"colour mode {self.metadata.color_mode!r}.",
+            )
+        if array.dtype != np.uint8:
+            raise DataError(
+                f"Expected raw uint8 pixels 0-255 (the model scales them itself). Received: dtype={array.dtype}.",
+                "Pass the pixels as decoded, e.g. array.astype('uint8'); do not divide by 255.",
+            )
+        return array
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for raw ``uint8`` pixels."""
+        array = self.check_pixels(images)
+        out = []
+        for start in range(0, len(array), self.batch_size):
+            out.append(np.asarray(self.model.predict_on_batch(array[start:start + self.batch_size])))
+        if not out:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def load_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
+        """Decode image files into the model's input shape with the shared decoder."""
+        height, width, _ = self.input_shape
+        return np.stack([
+            decode_image(p, size=(height, width), color_mode=self.metadata.color_mode, resize=self.metadata.resize)
+            for p in paths
+        ]) if paths else np.zeros((0, *self.input_shape), dtype=np.uint8)
+
+    def predict(self, images: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        """Labelled predictions for raw ``uint8`` pixels."""
+        return [self._to_prediction(row, top_k) for row in self.predict_proba(images)]
+
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]], top_k: int = 3) -> list[Prediction]:
+        """Labelled predictions for image files (any size; resized as the model's metadata says)."""
+        return self.predict(self.load_files([Path(p) for p in paths]), top_k=top_k)
+
+    def _to_prediction(self, probs: np.ndarray, top_k: int) -> Prediction:
+        order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
+        pairs = [(self.class_names[i], float(probs[i])) for i in order]
+        return Prediction(label=pairs[0][0], probability=pairs[0][1], top_k=pairs)

@@ -1,0 +1,220 @@
+"""Recipes as data: the five articles' models, exactly, and our own.
+
+A preset is plain data (KerasHub style): a name, a description, the layers of
+the body, the preprocessing that lives inside the model, and every training
+hyperparameter pinned, so a library default changing under us (as Adadelta's
+learning rate did between Keras 2.2 and 2.3) cannot change a recipe.
+``params`` is the parameter count for the preset's own input shape and class
+count; the test suite builds every preset and checks it.
+
+The classifier head ``Dense(num_classes, softmax)`` is added by
+:func:`cnnkit.models.build_model`, so one body serves any number of classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnkit.errors import ConfigError
+
+Layer = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A number an article reported, to print beside ours."""
+
+    metric: str
+    value: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One recipe: model body + in-model preprocessing + pinned training settings."""
+
+    name: str
+    description: str
+    params: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    layers: tuple[Layer, ...]
+    preprocessing: dict[str, Any] = field(default_factory=lambda: {"rescale": 1 / 255})
+    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adam", "learning_rate": 1e-3})
+    batch_size: int = 32
+    epochs: int = 10
+    schedule: str = "constant"
+    dataset: str = "mnist"
+    reported: Reported | None = None
+
+    @property
+    def color_mode(self) -> str:
+        return "grayscale" if self.input_shape[-1] == 1 else "rgb"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form, stored in each run's config."""
+        return dataclasses.asdict(self)
+
+
+def _conv(filters: int, kernel: int, **kwargs: Any) -> Layer:
+    return ("Conv2D", {"filters": filters, "kernel_size": kernel, **kwargs})
+
+
+def _conv_bn(filters: int, kernel: int = 3, **kwargs: Any) -> tuple[Layer, ...]:
+    # Bias is redundant before batch norm; ReLU after it.
+    return (
+        _conv(filters, kernel, padding="same", use_bias=False, **kwargs),
+        ("BatchNormalization", {}),
+        ("ReLU", {}),
+    )
+
+
+_POOL: Layer = ("MaxPooling2D", {"pool_size": 2})
+_FLAT: Layer = ("Flatten", {})
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    """Add a preset to the registry (names are unique)."""
+    if preset.name in PRESETS:
+        raise ConfigError(f"A preset named {preset.name!r} already exists.")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+register(Preset(
+    name="article-000",
+    description="Building a CNN in Keras: Conv64-Conv32-Dense, adam, batch 32, 3 epochs (article: no /255; ours scales in-model).",
+    params=203_434,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    layers=(_conv(64, 3, activation="relu"), _conv(32, 3, activation="relu"), _FLAT),
+    optimizer={"name": "adam", "learning_rate": 1e-3},
+    batch_size=32,
+    epochs=3,
+    reported=Reported("val_accuracy", 0.9757, "on the test set used as validation"),
+))
+
+register(Preset(
+    name="article-001",
+    description="Simple CNN using Keras: Conv16-Conv8-Dense, adam, batch 32, 5 epochs (article: no /255; ours scales in-model).",
+    params=47_410,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    layers=(_conv(16, 3, activation="relu"), _conv(8, 3, activation="relu"), _FLAT),
+    optimizer={"name": "adam", "learning_rate": 1e-3},
+    batch_size=32,
+    epochs=5,
+    reported=Reported("val_accuracy", 0.9706, "on the test set used as validation"),
+))
+
+register(Preset(
+    name="article-002",
+    description=(
+        "Convolutional Neural Networks: 2x(Conv32 5x5) pool 2x(Conv64 3x3) pool Dense128, batch 128, 50 epochs. "
+        "The article does not name its optimizer; SGD(0.01), Keras' default, matches its slow first epoch."
+    ),
+    params=484_714,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    layers=(
+        _conv(32, 5, padding="same", activation="relu"),
+        _conv(32, 5, padding="same", activation="relu"),
+        _POOL,
+        _conv(64, 3, padding="same", activation="relu"),
+        _conv(64, 3, padding="same", activation="relu"),
+        _POOL,
+        _FLAT,
+        ("Dense", {"units": 128, "activation": "relu"}),
+    ),
+    optimizer={"name": "sgd", "learning_rate": 0.01},
+    batch_size=128,
+    epochs=50,
+    reported=Reported("val_accuracy", 0.9888, "on the test set used as validation, after 50 epochs"),
+))
+
+register(Preset(
+    name="article-003",
+    description=(
+        "Weather recognition: Conv32-64-128-256 (3x3, each pooled) Dropout0.5 Dense, RGB 150x150, adam, 10 epochs. "
+        "Fixed: in-model /255, one softmax unit per class, no test leakage."
+    ),
+    params=438_596,
+    input_shape=(150, 150, 3),
+    num_classes=4,
+    layers=(
+        _conv(32, 3, activation="relu"), _POOL,
+        _conv(64, 3, activation="relu"), _POOL,
+        _conv(128, 3, activation="relu"), _POOL,
+        _conv(256, 3, activation="relu"), _POOL,
+        _FLAT,
+        ("Dropout", {"rate": 0.5}),
+    ),
+    optimizer={"name": "adam", "learning_rate": 1e-3},
+    batch_size=32,
+    epochs=10,
+    dataset="weather",
+    reported=Reported("val_accuracy", 0.93, "inflated: the article's test set contains training images"),
+))
+
+register(Preset(
+    name="article-004",
+    description=(
+        "A simple 2D CNN for MNIST: Conv32-Conv64 pool Dropout Dense128 Dropout, "
+        "Adadelta with learning rate 1.0 (the old Keras default, pinned), batch 128, 10 epochs."
+    ),
+    params=1_199_882,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    layers=(
+        _conv(32, 3, activation="relu"),
+        _conv(64, 3, activation="relu"),
+        _POOL,
+        ("Dropout", {"rate": 0.25}),
+        _FLAT,
+        ("Dense", {"units": 128, "activation": "relu"}),
+        ("Dropout", {"rate": 0.5}),
+    ),
+    optimizer={"name": "adadelta", "learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7},
+    batch_size=128,
+    epochs=10,
+    reported=Reported("test_accuracy", 0.9904, "test loss 0.0296"),
+))
+
+register(Preset(
+    name="fast",
+    description=(
+        "cnnkit's default: a small batch-normalised CNN (conv-bn-relu x4, two poolings, global pooling), "
+        "Adam with warm-up + cosine decay, batch 128, 3 epochs. Built for time-to-accuracy on a CPU."
+    ),
+    params=0,  # filled in below from the layer shapes
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    layers=(
+        *_conv_bn(32),
+        _POOL,
+        *_conv_bn(64),
+        *_conv_bn(64),
+        _POOL,
+        *_conv_bn(128),
+        ("GlobalMaxPooling2D", {}),
+    ),
+    optimizer={"name": "adam", "learning_rate": 3e-3},
+    batch_size=128,
+    epochs=3,
+    schedule="warmup-cosine",
+))
+
+
+def get_preset(name: str) -> Preset:
+    """Return the preset called ``name``; unknown names raise a ConfigError listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown preset. Expected one of: {', '.join(PRESETS)}. Received: preset={name!r}.",
+            "Run `cnnkit summary --list` to see every preset with its description.",
+        ) from None

@@ -1,0 +1,124 @@
+"""One run, end to end: data → fit → save → evaluate on the test set once → report files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cnnkit import artifact, datasets
+from cnnkit.datasets import Dataset
+from cnnkit.errors import ConfigError
+from cnnkit.evaluation import evaluate_probabilities, write_evaluation
+from cnnkit.fileio import write_json
+from cnnkit.plots import plot_history
+from cnnkit.predictor import Predictor
+from cnnkit.presets import get_preset
+from cnnkit.training import TrainConfig, fit, metadata_for, read_config
+
+
+@dataclass
+class RunResult:
+    """Where a run was written and what it measured on the test set."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    return {
+        "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
+        "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
+    }
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The configured dataset, subsampled (stratified, seeded) when limits are set."""
+    dataset = datasets.load(config.data, source=config.data_source)
+    if config.train_limit or config.test_limit:
+        dataset = dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
+    return dataset
+
+
+def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"Run folder already exists and is not empty. Received: --out {run_dir}.",
+                "Pass --resume to continue it, --overwrite to replace it, or choose another --out.",
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+          verbose: int | str = "auto") -> RunResult:
+    """Train ``config`` into the run folder ``out`` and evaluate it on the test set.
+
+    Example:
+        >>> train(TrainConfig(preset="fast"), "runs/demo").metrics["test_accuracy"]  # doctest: +SKIP
+        0.99...
+    """
+    run_dir = Path(out)
+    if resume:
+        config = read_config(run_dir)
+        if (run_dir / artifact.MODEL).is_file() and not (run_dir / artifact.CHECKPOINT).is_file():
+            raise ConfigError(f"Run {run_dir} already finished; nothing to resume.",
+                              "Start a new run with another --out.")
+    config = config.resolve()
+    _prepare_folder(run_dir, resume, overwrite)
+    write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
+                                           "environment": environment()})
+    dataset = load_data(config)
+    print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
+          f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
+    model, history, seconds = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
+    metadata = metadata_for(dataset, config)
+    artifact.save_model(model, run_dir / artifact.MODEL, metadata)
+    metrics = evaluate_run_model(Predictor(model, metadata), dataset, run_dir)
+    n_train = round(len(dataset.x_train) * (1 - config.val_fraction))
+    epochs = len(history.get("loss", []))
+    metrics.update({
+        "epochs": epochs,
+        "val_accuracy": history.get("val_accuracy", [float("nan")])[-1],
+        "train_seconds": round(sum(history.get("epoch_seconds", [])) or seconds, 3),
+        "train_images_per_second": round(epochs * n_train / max(sum(history.get("epoch_seconds", [])), 1e-9), 1),
+    })
+    write_json(run_dir / artifact.METRICS, metrics)
+    plot_history(history, run_dir / artifact.CURVES)
+    shutil.rmtree(run_dir / artifact.CHECKPOINT_DIR, ignore_errors=True)  # finished: the model is saved
+    return RunResult(run_dir, metrics)
+
+
+def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
+    """Evaluate on the test set and write the confusion matrix, per-class table and prediction grid."""
+    start = time.perf_counter()
+    probs = predictor.predict_proba(dataset.x_test)
+    seconds = time.perf_counter() - start
+    result = evaluate_probabilities(dataset.y_test, probs, dataset.class_names)
+    write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
+    metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
+               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1)}
+    metrics.update({k: v for k, v in result.to_dict().items() if k not in ("accuracy", "loss", "confusion")})
+    return metrics
+
+
+def evaluate(run_dir: str | Path) -> dict[str, Any]:
+    """Re-evaluate a finished run's model on its dataset's test set; rewrite its metrics."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    predictor = Predictor.from_artifact(run_dir)
+    metrics = evaluate_run_model(predictor, load_data(config), run_dir)
+    previous = artifact.read_json(run_dir / artifact.METRICS)
+    write_json(run_dir / artifact.METRICS, {**previous, **metrics})
+    return metrics

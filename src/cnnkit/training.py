@@ -1,0 +1,192 @@
+"""Train a preset on a dataset into a run folder: split, compile, fit, checkpoint, resume.
+
+The test set is not touched here: model choices (early stopping, schedules)
+see only the validation split carved, stratified and seeded, from the training
+set. :func:`cnnkit.run.run` evaluates on the test set once, at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cnnkit import artifact
+from cnnkit.callbacks import RunRecorder
+from cnnkit.datasets import Dataset, stratified_split
+from cnnkit.errors import ArtifactError, ConfigError
+from cnnkit.fileio import remove_stale_temporaries
+from cnnkit.models import build_model, make_optimizer
+from cnnkit.presets import Preset, get_preset
+
+SCHEDULES = ("constant", "cosine", "warmup-cosine", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved as the run's ``config.json``.
+
+    ``None`` means "the preset's value", resolved by :meth:`resolve`.
+    """
+
+    preset: str = "fast"
+    data: str = "mnist"
+    data_source: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    schedule: str | None = None
+    early_stopping: int | None = None  # patience in epochs on val_loss; None = off
+    val_fraction: float = 0.1
+    seed: int = 0
+    train_limit: int | None = None  # stratified subset of the training set (quick runs, tests)
+    test_limit: int | None = None
+
+    def resolve(self) -> "TrainConfig":
+        """Fill the preset's values in and validate every field."""
+        preset = get_preset(self.preset)
+        resolved = dataclasses.replace(
+            self,
+            epochs=self.epochs or preset.epochs,
+            batch_size=self.batch_size or preset.batch_size,
+            learning_rate=self.learning_rate or preset.optimizer["learning_rate"],
+            schedule=self.schedule or preset.schedule,
+        )
+        checks = [
+            (resolved.epochs >= 1, f"epochs must be ≥ 1. Received: epochs={resolved.epochs}.", "--epochs"),
+            (resolved.batch_size >= 1, f"batch size must be ≥ 1. Received: batch_size={resolved.batch_size}.",
+             "--batch-size"),
+            (resolved.learning_rate > 0, f"learning rate must be > 0. Received: {resolved.learning_rate}.", "--lr"),
+            (0 < resolved.val_fraction < 1, f"validation fraction must be in (0, 1). Received: {resolved.val_fraction}.",
+             "--val-fraction"),
+            (resolved.schedule in SCHEDULES, f"Unknown schedule. Expected one of {SCHEDULES}. "
+             f"Received: schedule={resolved.schedule!r}.", "--schedule"),
+            (resolved.early_stopping is None or resolved.early_stopping >= 1,
+             f"early-stopping patience must be ≥ 1. Received: {resolved.early_stopping}.", "--early-stopping"),
+        ]
+        for ok, message, option in checks:
+            if not ok:
+                raise ConfigError(message, f"Fix the {option} option.")
+        return resolved
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Split:
+    """Training and validation arrays carved from a dataset's training set."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
+    """Carve the stratified, seeded validation split (the test set stays aside)."""
+    train_idx, val_idx = stratified_split(dataset.y_train, config.val_fraction, config.seed)
+    return Split(dataset.x_train[train_idx], dataset.y_train[train_idx],
+                 dataset.x_train[val_idx], dataset.y_train[val_idx])
+
+
+def _learning_rate(config: TrainConfig, steps: int) -> Any:
+    peak = config.learning_rate
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps, alpha=0.0)
+    if config.schedule == "warmup-cosine":
+        # One-cycle-like: linear warm-up over the first ~15 % of steps, cosine decay to 0 after.
+        warmup = max(1, int(0.15 * steps))
+        return keras.optimizers.schedules.CosineDecay(
+            peak / 10, decay_steps=max(1, steps - warmup), alpha=0.0, warmup_target=peak, warmup_steps=warmup)
+    return peak
+
+
+def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Compile with the preset's optimizer (every argument explicit) and the configured schedule."""
+    lr = _learning_rate(config, steps_per_epoch * config.epochs)
+    model.compile(
+        optimizer=make_optimizer(preset.optimizer, learning_rate=lr),
+        loss="sparse_categorical_crossentropy",  # integer labels: no one-hot step to get wrong
+        metrics=["accuracy"],
+    )
+
+
+def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> artifact.ModelMetadata:
+    """The metadata a model trained on ``dataset`` carries."""
+    return artifact.ModelMetadata(
+        class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
+        color_mode=dataset.color_mode, preset=config.preset, dataset=config.data,
+        extra={"training": state} if state else {},
+    )
+
+
+def _callbacks(config: TrainConfig, recorder: RunRecorder) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1, verbose=1))
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping, restore_best_weights=True, verbose=1))
+    # The recorder runs last so that a checkpoint sees the learning rate after any change.
+    callbacks.append(recorder)
+    return callbacks
+
+
+def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+        verbose: int | str = "auto") -> tuple[keras.Model, dict[str, list[float]], float]:
+    """Train into ``run_dir``; return the model, its full history and the fit wall time (s).
+
+    With ``resume=True`` the model, optimizer state, schedule position and history
+    come from ``run_dir/checkpoints/last.keras`` and training continues at the next epoch.
+    """
+    run_dir = Path(run_dir)
+    preset = get_preset(config.preset)
+    keras.utils.set_random_seed(config.seed)
+    split = split_dataset(dataset, config)
+    steps = math.ceil(len(split.x_train) / config.batch_size)
+    history: dict[str, list[float]] = {}
+    initial_epoch = 0
+    if resume:
+        checkpoint = run_dir / artifact.CHECKPOINT
+        remove_stale_temporaries(run_dir)
+        if not checkpoint.is_file():
+            raise ArtifactError(f"Nothing to resume: no checkpoint at {checkpoint}.",
+                                "Start the run without --resume; checkpoints are written after each epoch.")
+        model, meta = artifact.load_model(checkpoint, compile=True)
+        state = meta.extra.get("training", {})
+        initial_epoch, history = int(state.get("epoch", 0)), state.get("history", {})
+        print(f"Resuming {run_dir} after epoch {initial_epoch}/{config.epochs}.")
+    else:
+        model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        compile_model(model, preset, config, steps)
+    recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
+    start = time.perf_counter()
+    if initial_epoch < config.epochs:
+        model.fit(
+            split.x_train, split.y_train,
+            validation_data=(split.x_val, split.y_val),
+            batch_size=config.batch_size, epochs=config.epochs, initial_epoch=initial_epoch,
+            shuffle=True, callbacks=_callbacks(config, recorder), verbose=verbose,
+        )
+    return model, recorder.history, time.perf_counter() - start
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The resolved config saved in a run folder."""
+    path = Path(run_dir) / artifact.CONFIG
+    if not path.is_file():
+        raise ArtifactError(f"No {artifact.CONFIG} in {run_dir}: not a cnnkit run folder.",
+                            "Pass the folder that `cnnkit train --out` wrote.")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in json.loads(path.read_text())["train"].items() if k in fields})
