@@ -63,10 +63,11 @@ def _conv(filters: int, kernel: int, **kwargs: Any) -> Layer:
 
 
 def _conv_bn(filters: int, kernel: int = 3, **kwargs: Any) -> tuple[Layer, ...]:
-    # Bias is redundant before batch norm; ReLU after it.
+    # Bias is redundant before batch norm. Momentum 0.9 (not Keras' 0.99): short runs of a few
+    # hundred steps otherwise evaluate with moving statistics that have not caught up.
     return (
         _conv(filters, kernel, padding="same", use_bias=False, **kwargs),
-        ("BatchNormalization", {}),
+        ("BatchNormalization", {"momentum": 0.9}),
         ("ReLU", {}),
     )
 

