@@ -76,7 +76,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     preset = get_preset(args.preset)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
-    result = train(_config(args, preset.dataset), out, overwrite=args.overwrite)
+    result = train(_config(args, args.data or preset.dataset), out, overwrite=args.overwrite)
     _print_metrics(result)
     if preset.reported:
         r = preset.reported
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help=help_of["reproduce"], description=help_of["reproduce"])
     p.add_argument("preset", metavar="PRESET", help="article-000 … article-004")
+    p.add_argument("--data", help="dataset instead of the article's own (e.g. an .npz subset for a quick check)")
     _add_train_options(p, preset_default=None)
 
     p = sub.add_parser("evaluate", help=help_of["evaluate"])

@@ -51,15 +51,16 @@ def import_json_h5(json_path: str | Path, weights_path: str | Path | None = None
     """
     json_path = Path(json_path)
     weights_path = Path(weights_path) if weights_path else json_path.with_name(WEIGHTS_NAME)
-    for p in (json_path, weights_path):
-        if not p.is_file():
-            raise ArtifactError(f"File not found. Received: {p}.",
-                                "Pass the architecture JSON and its weights file (cnnkit export --format json-h5).")
+    hint = "Pass the architecture JSON and its weights file (cnnkit export --format json-h5)."
+    if not json_path.is_file():
+        raise ArtifactError(f"File not found. Received: {json_path}.", hint)
     try:
         config = json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{json_path} is not valid JSON: {exc}.") from exc
-    check_safe_config(config, str(json_path))
+    check_safe_config(config, str(json_path))  # before anything else is read
+    if not weights_path.is_file():
+        raise ArtifactError(f"File not found. Received: {weights_path}.", hint)
     try:
         with h5py.File(weights_path, "r") as handle:
             raw = handle.attrs.get(H5_METADATA_ATTR)

@@ -56,10 +56,10 @@ class Predictor:
     def check_pixels(self, images: np.ndarray) -> np.ndarray:
         """Validate a batch (or one image) of raw pixels; return a ``(N, H, W, C)`` uint8 array."""
         array = np.asarray(images)
+        if self.input_shape[-1] == 1 and array.shape[-2:] == self.input_shape[:2]:
+            array = array[..., None]  # grey images given without their channel axis
         if array.ndim == len(self.input_shape):
-            array = array[None]
-        if array.ndim == 3 and self.input_shape[-1] == 1:
-            array = array[..., None]
+            array = array[None]  # one image
         if array.shape[1:] != self.input_shape:
             raise DataError(
                 f"Expected uint8 images of shape (N, {', '.join(map(str, self.input_shape))}). "

@@ -188,16 +188,16 @@ register(Preset(
 register(Preset(
     name="fast",
     description=(
-        "cnnkit's default: a small batch-normalised CNN (conv-bn-relu x4, two poolings, global pooling), "
-        "Adam with warm-up + cosine decay, batch 128, 3 epochs. Built for time-to-accuracy on a CPU."
+        "cnnkit's default: a small batch-normalised CNN (conv5-bn-relu, pool, conv3-bn-relu, pool, "
+        "conv3-bn-relu, global max pool), Adam with warm-up + cosine decay to 0, batch 128, 2 epochs. "
+        "Built for time-to-accuracy on a CPU."
     ),
-    params=0,  # filled in below from the layer shapes
+    params=95_146,
     input_shape=(28, 28, 1),
     num_classes=10,
     layers=(
-        *_conv_bn(32),
+        *_conv_bn(32, 5),
         _POOL,
-        *_conv_bn(64),
         *_conv_bn(64),
         _POOL,
         *_conv_bn(128),
@@ -205,7 +205,7 @@ register(Preset(
     ),
     optimizer={"name": "adam", "learning_rate": 3e-3},
     batch_size=128,
-    epochs=3,
+    epochs=2,
     schedule="warmup-cosine",
 ))
 

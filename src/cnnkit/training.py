@@ -117,6 +117,9 @@ def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps
         optimizer=make_optimizer(preset.optimizer, learning_rate=lr),
         loss="sparse_categorical_crossentropy",  # integer labels: no one-hot step to get wrong
         metrics=["accuracy"],
+        # XLA made these small convnets 1.7x slower on the 2-core CPU (benchmarks/RESULTS.md);
+        # JAX always compiles, so "auto" there.
+        jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
     )
 
 

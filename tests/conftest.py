@@ -1,0 +1,40 @@
+"""Shared fixtures: the committed genuine-MNIST subset and one tiny trained run.
+
+Every test runs offline: cnnkit's cache points at a fresh temporary folder, so
+nothing a developer cached (or fetched) leaks into the results.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MNIST_SUBSET = FIXTURES / "mnist_subset.npz"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CNNKIT_HOME", str(tmp_path_factory.mktemp("cnnkit_home")))
+
+
+@pytest.fixture(scope="session")
+def mnist_subset():
+    """3,000 train + 600 test genuine MNIST digits (tests/fixtures/README.md)."""
+    from cnnkit.datasets import load
+
+    return load(str(MNIST_SUBSET))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """The default recipe trained for 3 epochs on the subset: a complete run folder."""
+    from cnnkit.run import train
+    from cnnkit.training import TrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "fast"
+    return train(TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)
