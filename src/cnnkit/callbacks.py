@@ -58,3 +58,31 @@ class RunRecorder(keras.callbacks.Callback):
         artifact.save_model(self.model, self.run_dir / artifact.CHECKPOINT, self.metadata_for(state))
         write_json(self.run_dir / artifact.HISTORY_JSON, self.history)
         write_text(self.run_dir / artifact.HISTORY_CSV, history_to_csv(self.history))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop before an epoch that would likely end after ``seconds`` of training.
+
+    The estimate is the longest epoch so far, so a run stops at an epoch boundary
+    (its checkpoint and history complete) rather than being cut mid-epoch.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._start = 0.0
+        self._longest = 0.0
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        self._longest = max(self._longest, now - self._epoch_start)
+        if now - self._start + self._longest > self.seconds:
+            print(f"Time budget of {self.seconds / 60:g} min reached after epoch {epoch + 1}; stopping.")
+            self.model.stop_training = True

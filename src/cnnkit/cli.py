@@ -31,6 +31,7 @@ def _add_train_options(p: argparse.ArgumentParser, *, preset_default: str | None
     p.add_argument("--lr", dest="learning_rate", type=float, help="peak learning rate")
     p.add_argument("--schedule", choices=["constant", "cosine", "warmup-cosine", "plateau"])
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
+    p.add_argument("--max-minutes", type=float, help="time budget: stop at the last epoch that fits")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")
@@ -44,7 +45,8 @@ def _config(args: argparse.Namespace, data: str):
 
     return TrainConfig(preset=args.preset, data=data, data_source=args.data_source, epochs=args.epochs,
                        batch_size=args.batch_size, learning_rate=args.learning_rate, schedule=args.schedule,
-                       early_stopping=args.early_stopping, val_fraction=args.val_fraction, seed=args.seed,
+                       early_stopping=args.early_stopping, max_minutes=args.max_minutes,
+                       val_fraction=args.val_fraction, seed=args.seed,
                        train_limit=args.train_limit, test_limit=args.test_limit)
 
 

@@ -82,17 +82,20 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     dataset = load_data(config)
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
-    model, history, seconds = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
+    fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
     metadata = metadata_for(dataset, config)
-    artifact.save_model(model, run_dir / artifact.MODEL, metadata)
-    metrics = evaluate_run_model(Predictor(model, metadata), dataset, run_dir)
-    n_train = round(len(dataset.x_train) * (1 - config.val_fraction))
+    artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
+    metrics = evaluate_run_model(Predictor(fitted.model, metadata), dataset, run_dir)
+    history = fitted.history
     epochs = len(history.get("loss", []))
+    seconds = sum(history.get("epoch_seconds", []))  # fit + per-epoch validation, resumed epochs included
     metrics.update({
         "epochs": epochs,
-        "val_accuracy": history.get("val_accuracy", [float("nan")])[-1],
-        "train_seconds": round(sum(history.get("epoch_seconds", [])) or seconds, 3),
-        "train_images_per_second": round(epochs * n_train / max(sum(history.get("epoch_seconds", [])), 1e-9), 1),
+        "val_accuracy": history["val_accuracy"][-1] if history.get("val_accuracy") else None,
+        "train_size": fitted.train_size,
+        "val_size": fitted.val_size,
+        "train_seconds": round(seconds, 3),
+        "train_images_per_second": round(epochs * fitted.train_size / seconds, 1) if seconds else None,
     })
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import keras
 import numpy as np
 
 from cnnkit import artifact
-from cnnkit.callbacks import RunRecorder
+from cnnkit.callbacks import RunRecorder, TimeBudget
 from cnnkit.datasets import Dataset, stratified_split
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import remove_stale_temporaries
@@ -45,6 +44,7 @@ class TrainConfig:
     learning_rate: float | None = None
     schedule: str | None = None
     early_stopping: int | None = None  # patience in epochs on val_loss; None = off
+    max_minutes: float | None = None  # time budget: no epoch starts that would end past it
     val_fraction: float = 0.1
     seed: int = 0
     train_limit: int | None = None  # stratified subset of the training set (quick runs, tests)
@@ -71,6 +71,8 @@ class TrainConfig:
              f"Received: schedule={resolved.schedule!r}.", "--schedule"),
             (resolved.early_stopping is None or resolved.early_stopping >= 1,
              f"early-stopping patience must be ≥ 1. Received: {resolved.early_stopping}.", "--early-stopping"),
+            (resolved.max_minutes is None or resolved.max_minutes > 0,
+             f"time budget must be > 0 minutes. Received: {resolved.max_minutes}.", "--max-minutes"),
         ]
         for ok, message, option in checks:
             if not ok:
@@ -139,14 +141,26 @@ def _callbacks(config: TrainConfig, recorder: RunRecorder) -> list[keras.callbac
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping, restore_best_weights=True, verbose=1))
+    if config.max_minutes:
+        callbacks.append(TimeBudget(config.max_minutes * 60))
     # The recorder runs last so that a checkpoint sees the learning rate after any change.
     callbacks.append(recorder)
     return callbacks
 
 
+@dataclass
+class FitResult:
+    """A trained model, its whole history (resumed epochs included) and what it was trained on."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    train_size: int
+    val_size: int
+
+
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-        verbose: int | str = "auto") -> tuple[keras.Model, dict[str, list[float]], float]:
-    """Train into ``run_dir``; return the model, its full history and the fit wall time (s).
+        verbose: int | str = "auto") -> FitResult:
+    """Train into ``run_dir``; return the model and its history.
 
     With ``resume=True`` the model, optimizer state, schedule position and history
     come from ``run_dir/checkpoints/last.keras`` and training continues at the next epoch.
@@ -174,7 +188,6 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
-    start = time.perf_counter()
     if initial_epoch < config.epochs:
         model.fit(
             split.x_train, split.y_train,
@@ -182,7 +195,7 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
             batch_size=config.batch_size, epochs=config.epochs, initial_epoch=initial_epoch,
             shuffle=True, callbacks=_callbacks(config, recorder), verbose=verbose,
         )
-    return model, recorder.history, time.perf_counter() - start
+    return FitResult(model, recorder.history, len(split.x_train), len(split.x_val))
 
 
 def read_config(run_dir: Path) -> TrainConfig:
