@@ -204,7 +204,8 @@ def test_builtins_and_loaders_agree():
 
 @pytest.mark.parametrize("name", ["cifar10", "MNIST", "data/", "images.zip"])
 def test_unknown_dataset(name):
-    with pytest.raises(ConfigError, match=rf"Unknown dataset '{name}'\. Expected one of: mnist, or a path to an \.npz"):
+    with pytest.raises(ConfigError, match=rf"Unknown dataset '{name}'\. Expected one of: mnist, a path to an \.npz file, "
+                       r"a folder of images, or a \.csv manifest"):
         load(name)
 
 

@@ -86,3 +86,11 @@ def test_missing_and_empty_files_name_the_path(tmp_path):
 def test_unknown_colour_mode():
     with pytest.raises(ConfigError, match="Received: color_mode='cmyk'"):
         decode_image(encode_png(np.zeros((2, 2), np.uint8)), color_mode="cmyk")
+
+
+@pytest.mark.parametrize("policy,expected_corner", [("stretch", 255), ("crop", 255), ("pad", 0)])
+def test_resize_policies(policy, expected_corner):
+    wide = _bytes(Image.new("L", (40, 20), 255), "PNG")  # 2:1 white image into a square
+    out = decode_image(wide, size=(10, 10), color_mode="grayscale", resize=policy)
+    assert out.shape == (10, 10, 1)
+    assert out[0, 0, 0] == expected_corner  # only "pad" adds (black) borders

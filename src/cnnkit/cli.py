@@ -21,9 +21,10 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     return func
 
 
-def _add_train_options(p: argparse.ArgumentParser, *, preset_default: str | None) -> None:
-    p.add_argument("--recipe", "--preset", dest="preset", default=preset_default,
-                   help="preset name (see `cnnkit summary --list`)")
+def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True) -> None:
+    if recipe_option:
+        p.add_argument("--recipe", "--preset", dest="preset",
+                       help="preset name (see `cnnkit summary --list`); default: fast for MNIST, photo for folders")
     p.add_argument("--from", dest="data_source", metavar="PATH",
                    help="use MNIST files you already have (IDX files or mnist.npz)")
     p.add_argument("--epochs", type=int)
@@ -36,6 +37,11 @@ def _add_train_options(p: argparse.ArgumentParser, *, preset_default: str | None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")
     p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on a stratified subset of N images")
+    p.add_argument("--image-size", type=int, metavar="PIXELS", help="image folders: decode size (default: the recipe's)")
+    p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch", help="image folders: resize policy")
+    p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
+    p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
     p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
@@ -47,7 +53,9 @@ def _config(args: argparse.Namespace, data: str):
                        batch_size=args.batch_size, learning_rate=args.learning_rate, schedule=args.schedule,
                        early_stopping=args.early_stopping, max_minutes=args.max_minutes,
                        val_fraction=args.val_fraction, seed=args.seed,
-                       train_limit=args.train_limit, test_limit=args.test_limit)
+                       train_limit=args.train_limit, test_limit=args.test_limit, image_size=args.image_size,
+                       resize=args.resize, label_regex=args.label_regex, test_fraction=args.test_fraction,
+                       train_per_class=args.train_per_class)
 
 
 def _print_metrics(result) -> None:
@@ -62,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe on a dataset; write the run folder (model, metrics, plots)."""
     from cnnkit.run import train
 
-    out = args.out or Path("runs") / f"{args.preset}-{Path(args.data).stem}"
+    out = args.out or Path("runs") / f"{args.preset or 'default'}-{Path(args.data).name or 'data'}"
     if args.resume and args.out is None:
         from cnnkit.errors import ConfigError
         raise ConfigError("--resume needs the run folder to continue.", "Pass --out RUN_FOLDER.")
@@ -124,8 +132,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     from cnnkit.dataview import show
 
     print(show(args.data, out=args.out, source=args.data_source, count=args.count, split=args.split,
-               save_images=args.save_images))
+               save_images=args.save_images, **_folder_options(args)))
     return 0
+
+
+@command
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Report every file of an image folder that cannot be used (and why), without training."""
+    from cnnkit.dataview import verify
+
+    report, bad = verify(args.data, **_folder_options(args))
+    print(report)
+    return 1 if bad else 0
+
+
+def _folder_options(args: argparse.Namespace) -> dict:
+    """Folder options for show/verify; MNIST and .npz data take none."""
+    from cnnkit.training import TrainConfig
+
+    config = TrainConfig(data=args.data, image_size=args.image_size, resize=args.resize, label_regex=args.label_regex)
+    if not config.is_folder:
+        return {}
+    from cnnkit.presets import get_preset
+
+    return config.folder_options(get_preset("photo")) | ({} if args.image_size else {"image_size": 150})
 
 
 @command
@@ -155,14 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     help_of = {name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()}
 
     p = sub.add_parser("train", help=help_of["train"], description=help_of["train"])
-    p.add_argument("data", nargs="?", default="mnist", help="mnist, or an .npz file of arrays")
-    _add_train_options(p, preset_default="fast")
+    p.add_argument("data", nargs="?", default="mnist",
+                   help="mnist, an .npz file of arrays, a folder of images, or a .csv manifest (path,label)")
+    _add_train_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
 
     p = sub.add_parser("reproduce", help=help_of["reproduce"], description=help_of["reproduce"])
     p.add_argument("preset", metavar="PRESET", help="article-000 … article-004")
     p.add_argument("--data", help="dataset instead of the article's own (e.g. an .npz subset for a quick check)")
-    _add_train_options(p, preset_default=None)
+    _add_train_options(p, recipe_option=False)
 
     p = sub.add_parser("evaluate", help=help_of["evaluate"])
     p.add_argument("run", type=Path)
@@ -179,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=9, help="number of samples in the grid")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="also write the samples as PNG files")
+
+    for p in (p, sub.add_parser("verify", help=help_of["verify"])):
+        if p.prog.endswith("verify"):
+            p.add_argument("data", help="a folder of images or a .csv manifest")
+        p.add_argument("--image-size", type=int, metavar="PIXELS", help="decode size (default 150)")
+        p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
+        p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
 
     p = sub.add_parser("summary", help=help_of["summary"])
     p.add_argument("target", nargs="?", default="list", help="preset name, run folder, or --list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def _title_prefix(name: str) -> str:
 
 
 def show(data: str, *, out: str | Path | None = None, source: str | None = None, count: int = 9,
-         split: str = "train", save_images: str | Path | None = None) -> str:
+         split: str = "train", save_images: str | Path | None = None, **folder_options: Any) -> str:
     """Describe a dataset and write a grid of the first ``count`` images of ``split``.
 
     Titles read "Digit: 5" for MNIST (as in the articles), "Label: rain" otherwise.
@@ -27,25 +28,35 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     """
     if count < 1:
         raise ConfigError(f"Expected --count ≥ 1. Received: count={count}.")
-    dataset = datasets.load(data, source=source)
-    out = Path(out) if out else Path(f"samples-{Path(data).stem}.png")
+    dataset = datasets.load(data, source=source, **folder_options)
+    out = Path(out) if out else Path(f"samples-{Path(data).name or 'data'}.png")
     if split not in ("train", "test"):
         raise ConfigError(f"Expected split 'train' or 'test'. Received: split={split!r}.")
     x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
     n = min(count, len(x))
-    titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y[:n]]
-    plot_image_grid(x[:n], titles, out, ncols=min(n, 3 if n <= 9 else 5))
-    lines = [
+    if dataset.report:  # a photo folder is sorted by class: show the classes in turn instead
+        rank = np.zeros(len(y), dtype=np.int64)
+        for c in range(dataset.num_classes):
+            rank[y == c] = np.arange(int((y == c).sum()))
+        order = np.lexsort((y, rank))[:n]
+    else:  # the articles show the first images ("Digit: 5" first)
+        order = np.arange(n)
+    x, y = x[order], y[order]
+    titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y]
+    plot_image_grid(x, titles, out, ncols=min(n, 3 if n <= 9 else 5))
+    lines = [dataset.report] if dataset.report else []
+    lines += [
         f"Dataset: {dataset.name} ({dataset.source or data})",
         f"x_train {dataset.x_train.shape} {dataset.x_train.dtype}, y_train {dataset.y_train.shape}",
         f"x_test  {dataset.x_test.shape} {dataset.x_test.dtype}, y_test  {dataset.y_test.shape}",
         f"Colour mode: {dataset.color_mode}; {dataset.num_classes} classes",
-        f"{'class':>12} {'train':>7} {'test':>7}",
     ]
-    train_counts = np.bincount(dataset.y_train, minlength=dataset.num_classes)
-    test_counts = np.bincount(dataset.y_test, minlength=dataset.num_classes)
-    for name, a, b in zip(dataset.class_names, train_counts, test_counts):
-        lines.append(f"{name:>12} {a:>7} {b:>7}")
+    parts = {"train": dataset.y_train, "val": dataset.y_val, "test": dataset.y_test}
+    counts = {k: np.bincount(v, minlength=dataset.num_classes) for k, v in parts.items() if v is not None}
+    lines.append(f"{'class':>12} " + " ".join(f"{k:>7}" for k in counts) + f" {'total':>7}")
+    for i, name in enumerate(dataset.class_names):
+        row = [int(c[i]) for c in counts.values()]
+        lines.append(f"{name:>12} " + " ".join(f"{n:>7}" for n in row) + f" {sum(row):>7}")
     lines.append(f"Sample grid: {out}")
     if save_images:
         folder = Path(save_images)
@@ -76,3 +87,16 @@ def summarize(target: str) -> str:
     lines: list[str] = []
     model.summary(line_length=80, print_fn=lambda text, **_: lines.append(text))
     return f"{header}\n" + "\n".join(lines).rstrip()
+
+
+def verify(data: str, **folder_options: Any) -> tuple[str, int]:
+    """Index and decode a folder without training; return the report and how many files were unusable."""
+    from cnnkit.datasets.folder import index_folder
+    from cnnkit.datasets.photos import _parse_size, decode_report
+    from cnnkit.datasets.pixelcache import decode_all
+
+    index = index_folder(data, label_regex=folder_options.get("label_regex"))
+    decoded = decode_all(index.paths, index.sha256, size=_parse_size(folder_options.get("image_size") or 150),
+                         color_mode=folder_options.get("color_mode", "rgb"), resize=folder_options.get("resize", "stretch"))
+    bad = len(index.skipped) + len(decoded.errors)
+    return f"{index.report()}\n{decode_report(index, decoded)}\n{bad} unusable files.", bad

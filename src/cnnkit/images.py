@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cnnkit.errors import ConfigError, DataError
 
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
-RESIZE_METHODS = ("stretch",)
+RESIZE_METHODS = ("stretch", "crop", "pad")
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 MAX_PIXELS = 64_000_000  # ~ an 8000 x 8000 photo; larger is refused (decompression-bomb guard)
 
@@ -103,7 +103,8 @@ def decode_image(
         source: a path or the raw bytes of an image.
         size: ``(height, width)`` to resize to, or ``None`` to keep the size.
         color_mode: ``"grayscale"`` (C=1) or ``"rgb"`` (C=3).
-        resize: resize policy; ``"stretch"`` (bilinear, aspect ratio not kept).
+        resize: ``"stretch"`` (aspect ratio not kept), ``"crop"`` (centre crop) or ``"pad"``
+            (black borders); all bilinear.
 
     Example:
         >>> decode_image("digit.png", size=(28, 28), color_mode="grayscale").shape  # doctest: +SKIP
@@ -114,7 +115,13 @@ def decode_image(
         raise ConfigError(f"Unknown resize policy. Expected one of {RESIZE_METHODS}. Received: resize={resize!r}.")
     image = _to_mode(_open(source), color_mode)
     if size is not None and image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        target, method = (size[1], size[0]), Image.Resampling.BILINEAR
+        if resize == "crop":  # keep the aspect ratio, fill the frame, cut the overflow (centred)
+            image = ImageOps.fit(image, target, method=method)
+        elif resize == "pad":  # keep the aspect ratio, fit inside, pad with black (centred)
+            image = ImageOps.pad(image, target, method=method, color=0)
+        else:
+            image = image.resize(target, method)
     return np.asarray(image, dtype=np.uint8).reshape(image.size[1], image.size[0], channels)
 
 

@@ -17,7 +17,7 @@ from cnnkit import artifact, datasets
 from cnnkit.datasets import Dataset
 from cnnkit.errors import ConfigError
 from cnnkit.evaluation import evaluate_probabilities, write_evaluation
-from cnnkit.fileio import write_json
+from cnnkit.fileio import write_json, write_text
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
@@ -42,7 +42,8 @@ def environment() -> dict[str, Any]:
 
 def load_data(config: TrainConfig) -> Dataset:
     """The configured dataset, subsampled (stratified, seeded) when limits are set."""
-    dataset = datasets.load(config.data, source=config.data_source)
+    options = config.folder_options(get_preset(config.preset)) if config.is_folder else {}
+    dataset = datasets.load(config.data, source=config.data_source, **options)
     if config.train_limit or config.test_limit:
         dataset = dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
     return dataset
@@ -82,6 +83,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     dataset = load_data(config)
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
+    if dataset.report:
+        print(dataset.report)
+        write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
     fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
     metadata = metadata_for(dataset, config)
     artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)

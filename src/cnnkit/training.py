@@ -36,7 +36,7 @@ class TrainConfig:
     ``None`` means "the preset's value", resolved by :meth:`resolve`.
     """
 
-    preset: str = "fast"
+    preset: str | None = None  # None: "fast" for MNIST-like arrays, "photo" for a folder of images
     data: str = "mnist"
     data_source: str | None = None
     epochs: int | None = None
@@ -49,12 +49,29 @@ class TrainConfig:
     seed: int = 0
     train_limit: int | None = None  # stratified subset of the training set (quick runs, tests)
     test_limit: int | None = None
+    # Image folders only:
+    image_size: int | None = None  # decode size (square); None: the preset's input size
+    resize: str = "stretch"  # stretch | crop | pad, stored in the model's metadata
+    label_regex: str | None = None  # class from the file name (flat folders)
+    test_fraction: float = 0.2
+    train_per_class: int | None = None  # article 003's protocol: N training images per class, rest held out
+
+    @property
+    def is_folder(self) -> bool:
+        return Path(self.data).is_dir() or self.data.endswith(".csv")
+
+    def folder_options(self, preset: Preset) -> dict[str, Any]:
+        """The options a folder loader needs (size and colour mode from the preset unless overridden)."""
+        return {"image_size": self.image_size or tuple(preset.input_shape[:2]), "color_mode": preset.color_mode,
+                "resize": self.resize, "label_regex": self.label_regex, "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction, "seed": self.seed, "train_per_class": self.train_per_class}
 
     def resolve(self) -> "TrainConfig":
         """Fill the preset's values in and validate every field."""
-        preset = get_preset(self.preset)
+        preset = get_preset(self.preset or ("photo" if self.is_folder else "fast"))
         resolved = dataclasses.replace(
             self,
+            preset=preset.name,
             epochs=self.epochs or preset.epochs,
             batch_size=self.batch_size or preset.batch_size,
             learning_rate=self.learning_rate or preset.optimizer["learning_rate"],
@@ -71,6 +88,8 @@ class TrainConfig:
              f"Received: schedule={resolved.schedule!r}.", "--schedule"),
             (resolved.early_stopping is None or resolved.early_stopping >= 1,
              f"early-stopping patience must be ≥ 1. Received: {resolved.early_stopping}.", "--early-stopping"),
+            (0 < resolved.test_fraction < 1, f"test fraction must be in (0, 1). Received: {resolved.test_fraction}.",
+             "--test-fraction"),
             (resolved.max_minutes is None or resolved.max_minutes > 0,
              f"time budget must be > 0 minutes. Received: {resolved.max_minutes}.", "--max-minutes"),
         ]
@@ -94,7 +113,12 @@ class Split:
 
 
 def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
-    """Carve the stratified, seeded validation split (the test set stays aside)."""
+    """Carve the stratified, seeded validation split (the test set stays aside).
+
+    A dataset that comes with its own validation split (a ``val/`` folder) keeps it.
+    """
+    if dataset.x_val is not None:
+        return Split(dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
     train_idx, val_idx = stratified_split(dataset.y_train, config.val_fraction, config.seed)
     return Split(dataset.x_train[train_idx], dataset.y_train[train_idx],
                  dataset.x_train[val_idx], dataset.y_train[val_idx])
@@ -129,7 +153,7 @@ def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | 
     """The metadata a model trained on ``dataset`` carries."""
     return artifact.ModelMetadata(
         class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
-        color_mode=dataset.color_mode, preset=config.preset, dataset=config.data,
+        color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
         extra={"training": state} if state else {},
     )
 

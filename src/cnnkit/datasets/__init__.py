@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from cnnkit.datasets.arrays import load_npz
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.mnist import load_mnist
+from cnnkit.datasets.photos import load_folder
 from cnnkit.datasets.splits import stratified_sample, stratified_split
 from cnnkit.errors import ConfigError
 
@@ -28,6 +30,7 @@ __all__ = [
     "BUILTIN",
     "Dataset",
     "load",
+    "load_folder",
     "load_mnist",
     "load_npz",
     "stratified_sample",
@@ -40,31 +43,38 @@ def load(
     *,
     source: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
+    **folder_options: Any,
 ) -> Dataset:
-    """Load a built-in dataset by name, or the user's ``.npz`` file by path.
+    """Load a built-in dataset by name, the user's ``.npz`` arrays, or a folder of photos.
 
     Args:
-        name_or_path: a key of :data:`BUILTIN` (``"mnist"``) or a path ending in ``.npz``.
+        name_or_path: a key of :data:`BUILTIN` (``"mnist"``), a path ending in ``.npz``, a folder of
+            images, or a ``.csv`` manifest (``path,label``).
         source: for built-ins, the user's own copy to use instead of downloading (CLI ``--from``).
-        home: cnnkit's cache root for built-ins (default ``$CNNKIT_HOME`` or ``~/.cache/cnnkit``).
+        home: cnnkit's cache root (default ``$CNNKIT_HOME`` or ``~/.cache/cnnkit``).
+        folder_options: for folders, the options of :func:`load_folder` (image_size, color_mode,
+            resize, label_regex, val_fraction, test_fraction, seed, train_per_class); ignored otherwise.
 
     Raises:
-        ConfigError: the name is neither a built-in nor an ``.npz`` path.
+        ConfigError: the name is neither a built-in nor an existing path.
         DataError: the data cannot be fetched, verified or decoded.
     """
     text = os.fspath(name_or_path)
     if text in _LOADERS:
         return _LOADERS[text](source=source, home=home)
+    if source is not None:
+        raise ConfigError(
+            f"A source (--from) applies to built-in datasets only. Received: source={source!r} for {text}.",
+            hint="Drop --from, or pass the file you meant as the dataset.",
+        )
     if text.endswith(".npz"):
-        if source is not None:
-            raise ConfigError(
-                f"A source (--from) applies to built-in datasets only. Received: source={source!r} "
-                f"for the file {text}.",
-                hint="Drop --from, or pass the file you meant as the dataset.",
-            )
         return load_npz(text)
+    if os.path.isdir(text):
+        return load_folder(text, home=home, **folder_options)
+    if text.endswith(".csv") and os.path.isfile(text):
+        return load_folder(os.path.dirname(text) or ".", manifest=text, home=home, **folder_options)
     raise ConfigError(
-        f"Unknown dataset {text!r}. Expected one of: {', '.join(BUILTIN)}, "
-        "or a path to an .npz file (folders come later).",
-        hint="Run with 'mnist' for the built-in digits, or save your arrays with np.savez to a .npz file.",
+        f"Unknown dataset {text!r}. Expected one of: {', '.join(BUILTIN)}, a path to an .npz file, "
+        "a folder of images, or a .csv manifest (path,label).",
+        hint="Run with 'mnist' for the built-in digits, or check the path.",
     )

@@ -35,6 +35,10 @@ class Dataset:
     class_names: list[str]
     color_mode: str
     source: str = ""
+    x_val: np.ndarray | None = None  # a fixed validation split (pre-split folders); None: carve from train
+    y_val: np.ndarray | None = None
+    report: str = ""  # what the loader skipped or merged, and why (image folders)
+    resize: str = "stretch"  # how images of other sizes are brought to input_shape (stored in the model)
 
     def __post_init__(self) -> None:
         if self.color_mode not in COLOR_MODES:
@@ -46,12 +50,15 @@ class Dataset:
             raise DataError(
                 f"Expected a non-empty list of distinct class names. Received: class_names={self.class_names!r}."
             )
-        for part in ("train", "test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise DataError("Expected both x_val and y_val, or neither. Received only one of them.")
+        for part in ("train", "test") if self.x_val is None else ("train", "val", "test"):
             x = _check_images(f"x_{part}", getattr(self, f"x_{part}"), COLOR_MODES[self.color_mode], self.color_mode)
             y = _check_labels(f"y_{part}", getattr(self, f"y_{part}"), len(x), len(self.class_names))
             setattr(self, f"x_{part}", x)
             setattr(self, f"y_{part}", y)
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+        if self.x_train.shape[1:] != self.x_test.shape[1:] or (
+                self.x_val is not None and self.x_val.shape[1:] != self.x_train.shape[1:]):
             raise DataError(
                 "Expected train and test images of the same size. "
                 f"Received: x_train.shape={self.x_train.shape}, x_test.shape={self.x_test.shape}.",

@@ -1,0 +1,465 @@
+"""Image folders: turn a folder of the user's photos into an index of files, labels and splits.
+
+Nothing here decodes pixels (that is :mod:`cnnkit.images`); this module only
+lists files, finds each one's class, hashes bytes to drop duplicate copies, and
+splits the result. The label mode is detected in this order:
+
+1. ``manifest``: a CSV with header ``path,label`` (paths relative to the CSV's folder, or absolute).
+2. pre-split: ``root/train/`` (and optionally ``val/``, ``test/``); inside each, class
+   sub-folders or files labelled by name, as below.
+3. ``subfolders``: one sub-folder per class (deeper folders belong to their top-level class).
+4. ``filename``: a flat folder; the class is group 1 of ``--label-regex`` searched in
+   the file's stem (``rain12.jpg`` -> ``rain``), taken exactly as captured.
+
+Example:
+    >>> index = index_folder("photos/")  # doctest: +SKIP
+    >>> splits = split_index(index, val_fraction=0.1, test_fraction=0.2, seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from cnnkit.datasets.splits import stratified_sample, stratified_split
+from cnnkit.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# Leading letters/underscores before the digits: rain12.jpg -> rain, ankle_boot3.png -> ankle_boot.
+DEFAULT_LABEL_REGEX = r"^([A-Za-z_]+?)_?\d"
+SPLIT_NAMES = ("train", "val", "test")
+# Files an OS or photo tool drops next to images; they are not the user's data, so not worth a skip line.
+_SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
+_CHUNK = 1 << 20  # 1 MiB reads keep memory flat on large photos
+_HASH_THREADS = 8  # hashing is I/O bound: threads overlap the reads
+_COLLAPSE_OVER = 20  # more non-image files than this are reported as one count
+
+
+class _Candidate(NamedTuple):
+    path: Path
+    label: str
+    split: str | None
+
+
+@dataclass(eq=False)  # eq would compare arrays element-wise and fail
+class FolderIndex:
+    """The usable images of a folder with their classes, plus what was left out and why.
+
+    Attributes:
+        root: the folder indexed (absolute).
+        label_mode: ``"subfolders"``, ``"filename"`` or ``"manifest"``.
+        class_names: sorted; label ``i`` means ``class_names[i]``.
+        paths: usable image files (absolute), sorted.
+        labels: ``int64`` index into ``class_names``, one per path.
+        presplit: ``"train"``/``"val"``/``"test"`` per path when the folder has those sub-folders, else None.
+        sha256: hex content hash per path.
+        skipped: ``(path, reason)`` for every file not used.
+        duplicates: ``(dropped copy, kept file)`` byte-identical pairs; only the kept file is in ``paths``.
+        conflicting_labels: dropped copy -> its own label, where that differs from the kept file's label.
+    """
+
+    root: Path
+    label_mode: str
+    class_names: list[str]
+    paths: list[Path]
+    labels: np.ndarray
+    presplit: list[str | None]
+    sha256: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+    conflicting_labels: dict[Path, str] = field(default_factory=dict)
+
+    def class_counts(self) -> dict[str, int]:
+        """Images per class, in ``class_names`` order."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, counts)}
+
+    def files_per_class(self) -> dict[str, int]:
+        """Files found per class, byte-identical copies included (what a user counts on disk)."""
+        found = self.class_counts()
+        kept_label = {p: self.class_names[y] for p, y in zip(self.paths, self.labels)}
+        for dropped, kept in self.duplicates:
+            label = self.conflicting_labels.get(dropped, kept_label.get(kept))
+            if label in found:
+                found[label] += 1
+        return found
+
+    def report(self) -> str:
+        """Human-readable summary: mode, counts per class, every skipped file and every duplicate."""
+        per_split = ", ".join(f"{s} {self.presplit.count(s)}" for s in SPLIT_NAMES if s in self.presplit)
+        mode = self.label_mode + (f", pre-split: {per_split}" if per_split else "")
+        lines = [
+            f"Image folder {self.root} (label mode: {mode})",
+            f"{len(self.paths)} images in {len(self.class_names)} classes:",
+        ]
+        width = max(len(c) for c in self.class_names)
+        found = self.files_per_class()
+        if self.duplicates:
+            lines.append(f"  {'class':<{width}}  files  used (without duplicates)")
+        for name, n in self.class_counts().items():
+            note = "  (a single image: it cannot be in both train and test)" if n == 1 else ""
+            counts = f"{found[name]:>5}  {n:>4}" if self.duplicates else f"{n}"
+            lines.append(f"  {name:<{width}}  {counts}{note}")
+        other = {p for p, reason in self.skipped if reason == "not an image suffix"}
+        named = self.skipped if len(other) <= _COLLAPSE_OVER else [s for s in self.skipped if s[0] not in other]
+        if self.skipped:
+            lines.append(f"Skipped {len(self.skipped)} files:")
+            lines += [f"  {self._rel(p)}: {reason}" for p, reason in named]
+            if len(named) < len(self.skipped):
+                lines.append(f"  ... and {len(other)} files without an image suffix ({' '.join(IMAGE_SUFFIXES)})")
+        if self.duplicates:
+            kept_label = {p: self.class_names[y] for p, y in zip(self.paths, self.labels)}
+            lines.append(f"Duplicates: {len(self.duplicates)} byte-identical copies dropped (dropped -> kept):")
+            for dropped, kept in self.duplicates:
+                own = self.conflicting_labels.get(dropped)
+                why = f"  conflicting labels: {own!r} vs kept {kept_label[kept]!r}" if own is not None else ""
+                lines.append(f"  {self._rel(dropped)} -> {self._rel(kept)}{why}")
+        return "\n".join(lines)
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+
+@dataclass(eq=False)
+class FolderSplits:
+    """Sorted, disjoint index arrays into :attr:`FolderIndex.paths`; ``notes`` says what was carved."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def index_folder(
+    root: str | os.PathLike[str], *, label_regex: str | None = None, manifest: str | os.PathLike[str] | None = None
+) -> FolderIndex:
+    """List a folder's images, find each one's class, and drop byte-identical duplicates.
+
+    Args:
+        root: the folder of photos.
+        label_regex: for files labelled by name: a regex whose group 1, searched in the file's
+            stem, is the class (default :data:`DEFAULT_LABEL_REGEX`). CLI ``--label-regex``.
+        manifest: a CSV with header ``path,label`` that lists the images instead. CLI ``--manifest``.
+
+    Raises:
+        ConfigError: an invalid ``label_regex``, or one that does not apply to this folder.
+        DataError: no usable images, fewer than 2 classes, or a bad manifest.
+
+    Example:
+        >>> index = index_folder("weather/")  # doctest: +SKIP
+        >>> index.class_counts()  # doctest: +SKIP
+        {'cloudy': 300, 'rain': 214, 'shine': 253, 'sunrise': 354}
+    """
+    base = Path(root).expanduser().resolve()
+    if not base.is_dir():
+        raise DataError(
+            f"Expected a folder of images. Received: root={os.fspath(root)!r}, which is not a folder.",
+            hint="Pass the folder that holds your class sub-folders or labelled files.",
+        )
+    if manifest is not None and label_regex is not None:
+        raise ConfigError(
+            "--label-regex and --manifest cannot be combined. "
+            f"Received: label_regex={label_regex!r}, manifest={os.fspath(manifest)!r}.",
+            hint="The manifest's label column already gives the classes; drop --label-regex.",
+        )
+    pattern = _compile_regex(label_regex)
+    skipped: list[tuple[Path, str]] = []
+    if manifest is not None:
+        mode, candidates = "manifest", _from_manifest(Path(manifest).expanduser().resolve(), skipped)
+    else:
+        mode, candidates = _from_tree(base, pattern, skipped)
+        if label_regex is not None and mode != "filename":
+            raise ConfigError(
+                f"--label-regex applies to files labelled by name, but {base} has class sub-folders "
+                f"(label mode {mode!r}). Received: label_regex={label_regex!r}.",
+                hint="Drop --label-regex: each sub-folder's name is its class.",
+            )
+    candidates.sort(key=lambda c: c.path)
+    with ThreadPoolExecutor(_HASH_THREADS) as pool:
+        hashes = list(pool.map(_hash_file, [c.path for c in candidates]))
+    usable: list[tuple[_Candidate, str]] = []
+    for cand, (digest, problem) in zip(candidates, hashes):
+        if problem:
+            skipped.append((cand.path, problem))
+        else:
+            usable.append((cand, digest))
+    kept, duplicates, conflicts = _drop_duplicates(usable)
+    if not kept:
+        # Name one skipped image (not a stray .txt): its reason is usually the whole story.
+        telling = sorted(skipped, key=lambda s: (s[1] == "not an image suffix", s[0]))
+        first = f" First: {telling[0][0].name}: {telling[0][1]}." if telling else ""
+        raise DataError(
+            f"No images found in {base} (label mode {mode!r}): expected one sub-folder per class (rain/12.jpg), "
+            f"or files named like rain12.jpg. Received: {len(skipped)} skipped files.{first}",
+            hint=f"Use image files ({' '.join(IMAGE_SUFFIXES)}); pass --label-regex for other names, or --manifest.",
+        )
+    class_names = sorted({c.label for c, _ in kept})
+    if len(class_names) < 2:
+        raise DataError(
+            f"Expected at least 2 classes in {base} (label mode {mode!r}). "
+            f"Received: 1 class {class_names[0]!r} with {len(kept)} images.",
+            hint="Put each class in its own sub-folder, or check --label-regex / the manifest's labels.",
+        )
+    return FolderIndex(
+        root=base,
+        label_mode=mode,
+        class_names=class_names,
+        paths=[c.path for c, _ in kept],
+        labels=np.array([class_names.index(c.label) for c, _ in kept], dtype=np.int64),
+        presplit=[c.split for c, _ in kept],
+        sha256=[h for _, h in kept],
+        skipped=sorted(skipped),
+        duplicates=duplicates,
+        conflicting_labels=conflicts,
+    )
+
+
+def split_index(
+    index: FolderIndex, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+    train_per_class: int | None = None,
+) -> FolderSplits:
+    """Split an index into train/val/test, stratified by class and seeded.
+
+    * Unsplit folder: ``test_fraction`` of each class goes to test, then ``val_fraction``
+      (of the whole) to val, the rest to train.
+    * Pre-split folder: its ``train/``, ``val/``, ``test/`` are used as they are; a missing
+      ``val/`` (or ``test/``) is carved from ``train/`` with the fractions, as noted in ``notes``.
+    * ``train_per_class=N`` (article 003's protocol, minus its leak): exactly N training images
+      per class; of the rest, ``val_fraction`` goes to val and the remainder to test
+      (``test_fraction`` is not used). Not available on pre-split folders.
+
+    Raises:
+        ConfigError: fractions outside [0, 1) or summing to 1 or more; a bad ``train_per_class``,
+            or one on a pre-split folder.
+        DataError: a class has no more than ``train_per_class`` images, or ``train/`` is empty.
+    """
+    for option, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            name = option.lstrip("-").replace("-", "_")
+            raise ConfigError(
+                f"Expected {option} in [0, 1). Received: {name}={value!r}.",
+                hint=f"Pass a fraction such as {0.1 if 'val' in option else 0.2}.",
+            )
+    if train_per_class is not None:
+        return _per_class_split(index, train_per_class, val_fraction, seed)
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(
+            "Expected --val-fraction + --test-fraction below 1 (some images must be left to train on). "
+            f"Received: val_fraction={val_fraction!r}, test_fraction={test_fraction!r}.",
+            hint="Lower one of them, e.g. --val-fraction 0.1 --test-fraction 0.2.",
+        )
+    labels = index.labels
+    if not any(index.presplit):
+        return _carve(np.arange(len(labels)), labels, val_fraction, test_fraction, seed)
+    split = np.array([s or "" for s in index.presplit])
+    pool = np.flatnonzero(split == "train")
+    if pool.size == 0:
+        raise DataError(
+            f"Expected training images in {index.root / 'train'}. Received: none usable.",
+            hint="Put images in train/, or remove the train/val/test folders to split automatically.",
+        )
+    has = {name: bool((split == name).any()) for name in ("val", "test")}
+    parts = _carve(pool, labels, 0.0 if has["val"] else val_fraction, 0.0 if has["test"] else test_fraction, seed)
+    for name, fraction in (("val", val_fraction), ("test", test_fraction)):
+        if has[name]:
+            setattr(parts, name, np.flatnonzero(split == name))
+        elif fraction > 0:
+            parts.notes.append(f"No {name}/ folder: carved {fraction:.0%} of each class in train/ as {name}.")
+    missing = sorted(set(index.class_names) - {index.class_names[y] for y in labels[parts.train]})
+    if missing:
+        parts.notes.append(f"Classes with no training images: {', '.join(missing)}.")
+    return parts
+
+
+def _carve(pool: np.ndarray, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> FolderSplits:
+    """Test first (``test_fraction`` of each class of ``pool``), then val (``val_fraction`` of the pool)."""
+    rest, test = _split(pool, labels, test_fraction, seed)
+    # val_fraction is of the whole pool, so scale it to what is left after test.
+    train, val = _split(rest, labels, val_fraction / (1 - test_fraction), seed + 1)
+    return FolderSplits(train=train, val=val, test=test)
+
+
+def _split(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if fraction <= 0 or pool.size == 0:
+        return pool, np.empty(0, dtype=np.int64)
+    keep, take = stratified_split(labels[pool], fraction, seed)
+    return pool[keep], pool[take]
+
+
+def _per_class_split(index: FolderIndex, per_class: int, val_fraction: float, seed: int) -> FolderSplits:
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ConfigError(
+            f"Expected --train-per-class to be a positive integer. Received: train_per_class={per_class!r}."
+        )
+    if any(index.presplit):
+        raise ConfigError(
+            f"--train-per-class re-splits the whole folder, but {index.root} is already split into "
+            f"train/val/test. Received: train_per_class={per_class!r}.",
+            hint="Drop --train-per-class to use the folder's own splits.",
+        )
+    counts = index.class_counts()
+    short = {name: n for name, n in counts.items() if n <= per_class}
+    if short:
+        listing = ", ".join(f"{name!r} has {n}" for name, n in short.items())
+        raise DataError(
+            f"Expected more than {per_class} images in every class (--train-per-class {per_class} "
+            f"leaves the rest for val/test). Received: {listing}.",
+            hint=f"Lower --train-per-class below {min(short.values())}, or add images to those classes.",
+        )
+    train = []
+    for y in range(len(index.class_names)):
+        members = np.flatnonzero(index.labels == y)
+        train.append(members[stratified_sample(np.zeros(members.size, np.int64), per_class, seed + y)])
+    train_idx = np.sort(np.concatenate(train))
+    rest = np.setdiff1d(np.arange(len(index.paths)), train_idx)
+    test, val = _split(rest, index.labels, val_fraction, seed)
+    return FolderSplits(train=train_idx, val=np.sort(val), test=np.sort(test))
+
+
+def _compile_regex(label_regex: str | None) -> re.Pattern[str]:
+    text = DEFAULT_LABEL_REGEX if label_regex is None else label_regex
+    try:
+        pattern = re.compile(text)
+    except (re.error, TypeError) as err:
+        raise ConfigError(
+            f"--label-regex is not a valid regular expression ({err}). Received: label_regex={text!r}.",
+            hint=f"Use a Python regex with one group for the class, e.g. {DEFAULT_LABEL_REGEX!r}.",
+        ) from None
+    if pattern.groups < 1:
+        raise ConfigError(
+            f"--label-regex needs a capture group around the class name. Received: label_regex={text!r}.",
+            hint="Wrap the class part in parentheses, e.g. '^([a-z]+)_' for rain_12.jpg.",
+        )
+    return pattern
+
+
+def _walk(base: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """Non-hidden files under ``base``, relative to it, sorted; unreadable folders go to ``skipped``."""
+    def unreadable(err: OSError) -> None:
+        skipped.append((Path(err.filename or base), f"unreadable: {type(err).__name__}: {err.strerror or err}"))
+
+    found = []
+    for folder, dirs, files in os.walk(base, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder).relative_to(base)
+        found += [here / f for f in sorted(files) if not f.startswith(".") and f.lower() not in _SYSTEM_FILES]
+    return found
+
+
+def _from_tree(
+    base: Path, pattern: re.Pattern[str], skipped: list[tuple[Path, str]]
+) -> tuple[str, list[_Candidate]]:
+    """Detect pre-split / subfolders / filename mode and label every image file under ``base``."""
+    images = []
+    for rel in _walk(base, skipped):
+        if rel.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(rel)
+        else:
+            skipped.append((base / rel, "not an image suffix"))
+    presplit = (base / "train").is_dir()
+    inner = {}  # image -> (split, parts below the split folder, or below root)
+    for rel in images:
+        if not presplit:
+            inner[rel] = (None, rel.parts)
+        elif rel.parts[0] in SPLIT_NAMES:
+            inner[rel] = (rel.parts[0], rel.parts[1:])
+        else:
+            skipped.append((base / rel, f"outside the {'/'.join(SPLIT_NAMES)} folders"))
+    mode = "subfolders" if any(len(parts) >= 2 for _, parts in inner.values()) else "filename"
+    candidates = []
+    for rel, (split, parts) in inner.items():
+        if mode == "subfolders":
+            if len(parts) < 2:
+                skipped.append((base / rel, "not in a class sub-folder (the other images are in class sub-folders)"))
+                continue
+            label = parts[0]
+        else:
+            match = pattern.search(rel.stem)
+            label = match.group(1) if match and match.group(1) else ""
+            if not label:
+                why = f"no label: name {rel.name!r} does not match --label-regex {pattern.pattern!r}"
+                skipped.append((base / rel, why))
+                continue
+        candidates.append(_Candidate(base / rel, label, split))
+    return mode, candidates
+
+
+def _from_manifest(manifest: Path, skipped: list[tuple[Path, str]]) -> list[_Candidate]:
+    hint = "Write a CSV whose first line is 'path,label', then one image per line (e.g. 'rain/12.jpg,rain')."
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel writes a BOM
+            reader = csv.reader(handle)
+            header = [h.strip().lower() for h in next(reader, [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(
+            f"Cannot read the manifest {manifest}. Received: {type(err).__name__}: {err}.", hint=hint
+        ) from None
+    if "path" not in header or "label" not in header:
+        raise DataError(
+            f"Expected the manifest {manifest} to start with the header 'path,label'. Received: {','.join(header)!r}.",
+            hint=hint,
+        )
+    col_path, col_label = header.index("path"), header.index("label")
+    seen: dict[Path, int] = {}
+    candidates = []
+    for line, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = row + [""] * (len(header) - len(row))
+        path = (manifest.parent / cells[col_path].strip()).resolve()
+        label = cells[col_label].strip()
+        where = f"{manifest.name} line {line}"
+        if path in seen:
+            skipped.append((path, f"listed twice in {manifest.name} (lines {seen[path]} and {line})"))
+        elif not path.is_file():
+            skipped.append((path, f"missing: listed in {where} but not found"))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((path, "not an image suffix"))
+        elif not label:
+            skipped.append((path, f"no label: empty label in {where}"))
+        else:
+            candidates.append(_Candidate(path, label, None))
+        seen.setdefault(path, line)
+    return candidates
+
+
+def _hash_file(path: Path) -> tuple[str, str | None]:
+    """``(sha256 hex, None)``, or ``("", reason)`` when the file is empty or unreadable."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as err:
+        return "", f"unreadable: {type(err).__name__}: {err.strerror or err}"
+    return (digest.hexdigest(), None) if size else ("", "empty file (0 bytes)")
+
+
+def _drop_duplicates(
+    usable: list[tuple[_Candidate, str]],
+) -> tuple[list[tuple[_Candidate, str]], list[tuple[Path, Path]], dict[Path, str]]:
+    """Keep one file per hash: the first copy in ``train/`` if any, else the first in path order."""
+    groups: dict[str, list[_Candidate]] = {}
+    for cand, digest in usable:
+        groups.setdefault(digest, []).append(cand)
+    dropped: dict[Path, Path] = {}
+    conflicts: dict[Path, str] = {}
+    for copies in groups.values():
+        keep = next((c for c in copies if c.split == "train"), copies[0])
+        for c in copies:
+            if c is not keep:
+                dropped[c.path] = keep.path
+                if c.label != keep.label:
+                    conflicts[c.path] = c.label
+    kept = [(c, h) for c, h in usable if c.path not in dropped]
+    return kept, sorted(dropped.items()), conflicts
