@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from cnnkit.datasets.lazy import take_rows
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.fileio import write_text
 from cnnkit.plots import plot_confusion_matrix, plot_image_grid
@@ -272,11 +273,12 @@ def write_evaluation(
     names = _check_class_names(class_names)
     p = _check_probabilities(probs, len(names))
     y = _check_labels("y_true", y_true, len(names))
-    n_images = np.shape(images)[0] if np.ndim(images) else 0
+    shape = tuple(images.shape) if hasattr(images, "shape") else np.shape(images)  # lazy images stay on disk
+    n_images = shape[0] if shape else 0
     if not (y.shape[0] == p.shape[0] == n_images):
         raise DataError(
             "images, y_true and probs must have one entry per sample. "
-            f"Received: images.shape={np.shape(images)}, y_true.shape={y.shape}, "
+            f"Received: images.shape={shape}, y_true.shape={y.shape}, "
             f"probs.shape={p.shape}."
         )
     cm = np.asarray(evaluation.confusion)
@@ -308,5 +310,5 @@ def write_evaluation(
     y_pred = p.argmax(axis=1)
     idx = pick_prediction_examples(y, y_pred)
     titles, colors = prediction_titles(y, y_pred, names, idx)
-    plot_image_grid(np.asarray(images)[idx], titles, paths["predictions_png"], title_colors=colors)
+    plot_image_grid(take_rows(images, idx), titles, paths["predictions_png"], title_colors=colors)
     return paths

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from cnnkit.artifact import ModelMetadata, load_model
+from cnnkit.datasets.lazy import LazyImages
 from cnnkit.errors import DataError
 from cnnkit.images import decode_image
 
@@ -74,12 +75,16 @@ class Predictor:
             )
         return array
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, num_classes)`` for raw ``uint8`` pixels."""
-        array = self.check_pixels(images)
-        out = []
-        for start in range(0, len(array), self.batch_size):
-            out.append(np.asarray(self.model.predict_on_batch(array[start:start + self.batch_size])))
+    def predict_proba(self, images: np.ndarray | LazyImages) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for raw ``uint8`` pixels (in memory or on disk)."""
+        if isinstance(images, LazyImages):  # read one batch at a time
+            self.check_pixels(images[0:0].take(np.arange(0)))
+            batches = (images.take(np.arange(s, min(s + self.batch_size, len(images))))
+                       for s in range(0, len(images), self.batch_size))
+        else:
+            array = self.check_pixels(images)
+            batches = (array[s:s + self.batch_size] for s in range(0, len(array), self.batch_size))
+        out = [np.asarray(self.model.predict_on_batch(batch)) for batch in batches]
         if not out:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)

@@ -21,6 +21,8 @@ import numpy as np
 from cnnkit import artifact
 from cnnkit.callbacks import RunRecorder, TimeBudget
 from cnnkit.datasets import Dataset, stratified_split
+from cnnkit.datasets.lazy import LazyImages
+from cnnkit.datasets.stream import BatchStream
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import remove_stale_temporaries
 from cnnkit.models import build_model, make_optimizer
@@ -213,12 +215,14 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
     if initial_epoch < config.epochs:
-        model.fit(
-            split.x_train, split.y_train,
-            validation_data=(split.x_val, split.y_val),
-            batch_size=config.batch_size, epochs=config.epochs, initial_epoch=initial_epoch,
-            shuffle=True, callbacks=_callbacks(config, recorder), verbose=verbose,
-        )
+        if isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
+            inputs = {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
+                      "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}
+        else:  # in memory: Keras slices the arrays itself, no Python per batch
+            inputs = {"x": split.x_train, "y": split.y_train, "validation_data": (split.x_val, split.y_val),
+                      "batch_size": config.batch_size, "shuffle": True}
+        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=_callbacks(config, recorder), verbose=verbose)
     return FitResult(model, recorder.history, len(split.x_train), len(split.x_val))
 
 

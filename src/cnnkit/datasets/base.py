@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.splits import stratified_sample
 from cnnkit.errors import ConfigError, DataError
 
@@ -106,7 +107,7 @@ class Dataset:
 
 
 def _check_images(field: str, x: object, channels: int, color_mode: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, (np.ndarray, LazyImages)):
         raise DataError(f"Expected {field} to be a NumPy array. Received: {type(x).__name__}.")
     if x.dtype != np.uint8:
         raise DataError(

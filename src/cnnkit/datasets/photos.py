@@ -16,8 +16,12 @@ import numpy as np
 
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.folder import FolderIndex, index_folder, split_index
-from cnnkit.datasets.pixelcache import DecodedImages, decode_all
+from cnnkit.datasets.lazy import LazyImages
+from cnnkit.datasets.pixelcache import PIXELS, DecodedImages, decode_all
 from cnnkit.errors import DataError
+
+
+IN_MEMORY_LIMIT = int(os.environ.get("CNNKIT_IN_MEMORY_MB", "2048")) * 2**20  # larger decoded folders stream
 
 
 def _parse_size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -50,8 +54,13 @@ def load_folder(
     seed: int = 0,
     train_per_class: int | None = None,
     home: str | os.PathLike[str] | None = None,
+    in_memory: bool | None = None,
 ) -> Dataset:
     """Load a folder of labelled photos (sub-folder per class, class in file names, or a CSV manifest).
+
+    ``in_memory=None`` loads the decoded pixels into memory when they take at most
+    :data:`IN_MEMORY_LIMIT` bytes, and otherwise leaves them on disk (:class:`LazyImages`),
+    read batch by batch during training.
 
     Example:
         >>> ds = load_folder("weather", image_size=150, train_per_class=150)  # doctest: +SKIP
@@ -62,9 +71,14 @@ def load_folder(
     splits = split_index(index, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                          train_per_class=train_per_class)
 
-    def take(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if in_memory is None:
+        in_memory = decoded.pixels.nbytes <= IN_MEMORY_LIMIT
+
+    def take(rows: np.ndarray) -> tuple[np.ndarray | LazyImages, np.ndarray]:
         rows = rows[decoded.ok[rows]]  # files the decoder refused are reported, not used
-        return np.asarray(decoded.pixels[rows]), index.labels[rows]
+        if in_memory:
+            return np.asarray(decoded.pixels[rows]), index.labels[rows]
+        return LazyImages(decoded.folder / PIXELS, decoded.pixels.shape, rows), index.labels[rows]
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = take(splits.train), take(splits.val), take(splits.test)
     if not len(x_train) or not len(x_test):
