@@ -77,10 +77,25 @@ def test_finished_run_cannot_resume(trained_run):
         train(TrainConfig(), trained_run.run_dir, resume=True)
 
 
-def test_resume_without_checkpoint(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"train": TrainConfig(data=str(MNIST_SUBSET)).to_dict()}))
-    with pytest.raises(ArtifactError, match="Nothing to resume"):
-        train(TrainConfig(), tmp_path, resume=True)
+def test_resume_before_the_first_epoch_starts_over(tmp_path, capsys):
+    config = TrainConfig(preset="article-001", data=str(MNIST_SUBSET), epochs=1, train_limit=300, test_limit=100)
+    (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict()}))
+    result = train(TrainConfig(), tmp_path, resume=True, verbose=0)
+    assert "starting from epoch 1" in capsys.readouterr().out
+    assert result.metrics["epochs"] == 1
+
+
+def test_overwrite_refuses_a_folder_cnnkit_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="only replaces cnnkit run folders"):
+        train(TrainConfig(data=str(MNIST_SUBSET), epochs=1), tmp_path, overwrite=True)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_bad_data_path_leaves_no_run_folder(tmp_path):
+    with pytest.raises(ConfigError):
+        train(TrainConfig(data=str(tmp_path / "nowhere")), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("field,value,option", [("epochs", -1, "--epochs"), ("val_fraction", 1.5, "--val-fraction"),

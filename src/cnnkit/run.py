@@ -58,6 +58,11 @@ def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
                 f"Run folder already exists and is not empty. Received: --out {run_dir}.",
                 "Pass --resume to continue it, --overwrite to replace it, or choose another --out.",
             )
+        if not (run_dir / artifact.CONFIG).is_file():  # never delete a folder cnnkit did not make
+            raise ConfigError(
+                f"--overwrite only replaces cnnkit run folders, and {run_dir} has no {artifact.CONFIG}.",
+                "Choose an empty or new --out folder.",
+            )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -77,10 +82,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             raise ConfigError(f"Run {run_dir} already finished; nothing to resume.",
                               "Start a new run with another --out.")
     config = config.resolve()
+    dataset = load_data(config)  # before touching the run folder: a bad path leaves nothing behind
     _prepare_folder(run_dir, resume, overwrite)
     write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
                                            "environment": environment()})
-    dataset = load_data(config)
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:

@@ -198,12 +198,12 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     steps = math.ceil(len(split.x_train) / config.batch_size)
     history: dict[str, list[float]] = {}
     initial_epoch = 0
+    checkpoint = run_dir / artifact.CHECKPOINT
     if resume:
-        checkpoint = run_dir / artifact.CHECKPOINT
         remove_stale_temporaries(run_dir)
-        if not checkpoint.is_file():
-            raise ArtifactError(f"Nothing to resume: no checkpoint at {checkpoint}.",
-                                "Start the run without --resume; checkpoints are written after each epoch.")
+    if resume and not checkpoint.is_file():
+        print(f"No completed epoch to resume from in {run_dir}; starting from epoch 1.")
+    if resume and checkpoint.is_file():
         model, meta = artifact.load_model(checkpoint, compile=True)
         state = meta.extra.get("training", {})
         initial_epoch, history = int(state.get("epoch", 0)), state.get("history", {})
