@@ -47,15 +47,13 @@ def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True
 
 
 def _config(args: argparse.Namespace, data: str):
+    """The TrainConfig from the parsed options: every option is named after its config field."""
+    import dataclasses
+
     from cnnkit.training import TrainConfig
 
-    return TrainConfig(preset=args.preset, data=data, data_source=args.data_source, epochs=args.epochs,
-                       batch_size=args.batch_size, learning_rate=args.learning_rate, schedule=args.schedule,
-                       early_stopping=args.early_stopping, max_minutes=args.max_minutes,
-                       val_fraction=args.val_fraction, seed=args.seed,
-                       train_limit=args.train_limit, test_limit=args.test_limit, image_size=args.image_size,
-                       resize=args.resize, label_regex=args.label_regex, test_fraction=args.test_fraction,
-                       train_per_class=args.train_per_class)
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
+    return TrainConfig(data=data, **{name: getattr(args, name) for name in names if hasattr(args, name)})
 
 
 def _print_metrics(result) -> None:
@@ -148,9 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _folder_options(args: argparse.Namespace) -> dict:
     """Folder options for show/verify; MNIST and .npz data take none."""
-    from cnnkit.training import TrainConfig
-
-    config = TrainConfig(data=args.data, image_size=args.image_size, resize=args.resize, label_regex=args.label_regex)
+    config = _config(args, args.data)
     if not config.is_folder:
         return {}
     from cnnkit.presets import get_preset
