@@ -33,6 +33,7 @@ def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True
     p.add_argument("--schedule", choices=["constant", "cosine", "warmup-cosine", "plateau"])
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
     p.add_argument("--max-minutes", type=float, help="time budget: stop at the last epoch that fits")
+    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N batches per epoch")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")

@@ -104,7 +104,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         "train_size": fitted.train_size,
         "val_size": fitted.val_size,
         "train_seconds": round(seconds, 3),
-        "train_images_per_second": round(epochs * fitted.train_size / seconds, 1) if seconds else None,
+        "train_images_per_second": round(epochs * fitted.images_per_epoch / seconds, 1) if seconds else None,
     })
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)

@@ -47,6 +47,7 @@ class TrainConfig:
     schedule: str | None = None
     early_stopping: int | None = None  # patience in epochs on val_loss; None = off
     max_minutes: float | None = None  # time budget: no epoch starts that would end past it
+    steps_per_epoch: int | None = None  # cap on batches per epoch (Keras' steps_per_epoch); None = all
     val_fraction: float = 0.1
     seed: int = 0
     train_limit: int | None = None  # stratified subset of the training set (quick runs, tests)
@@ -92,6 +93,8 @@ class TrainConfig:
              f"early-stopping patience must be ≥ 1. Received: {resolved.early_stopping}.", "--early-stopping"),
             (0 < resolved.test_fraction < 1, f"test fraction must be in (0, 1). Received: {resolved.test_fraction}.",
              "--test-fraction"),
+            (resolved.steps_per_epoch is None or resolved.steps_per_epoch >= 1,
+             f"steps per epoch must be ≥ 1. Received: {resolved.steps_per_epoch}.", "--steps-per-epoch"),
             (resolved.max_minutes is None or resolved.max_minutes > 0,
              f"time budget must be > 0 minutes. Received: {resolved.max_minutes}.", "--max-minutes"),
         ]
@@ -182,6 +185,7 @@ class FitResult:
     history: dict[str, list[float]]
     train_size: int
     val_size: int
+    images_per_epoch: int
 
 
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
@@ -196,6 +200,8 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     keras.utils.set_random_seed(config.seed)
     split = split_dataset(dataset, config)
     steps = math.ceil(len(split.x_train) / config.batch_size)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
     history: dict[str, list[float]] = {}
     initial_epoch = 0
     checkpoint = run_dir / artifact.CHECKPOINT
@@ -221,9 +227,10 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         else:  # in memory: Keras slices the arrays itself, no Python per batch
             inputs = {"x": split.x_train, "y": split.y_train, "validation_data": (split.x_val, split.y_val),
                       "batch_size": config.batch_size, "shuffle": True}
-        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch,
+        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
                   callbacks=_callbacks(config, recorder), verbose=verbose)
-    return FitResult(model, recorder.history, len(split.x_train), len(split.x_val))
+    return FitResult(model, recorder.history, len(split.x_train), len(split.x_val),
+                     min(len(split.x_train), steps * config.batch_size))
 
 
 def read_config(run_dir: Path) -> TrainConfig:
