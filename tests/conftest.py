@@ -34,7 +34,7 @@ def mnist_subset():
 def trained_run(tmp_path_factory):
     """The default recipe trained for 3 epochs on the subset: a complete run folder."""
     from cnnkit.run import train
-    from cnnkit.training import TrainConfig
+    from cnnkit.config import TrainConfig
 
     out = tmp_path_factory.mktemp("runs") / "fast"
     return train(TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)

@@ -20,7 +20,7 @@ CLASSES = ("cloudy", "rain", "shine")
 SIZE = (40, 30)  # (width, height): not square, so resize policies differ
 _COLOURS = {"cloudy": (128, 128, 128), "rain": (30, 60, 200), "shine": (240, 200, 40)}
 
-RED, BLUE = (255, 0, 0), (0, 0, 255)
+RED, GREEN, BLUE, ORANGE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 128, 0)  # odd files differ
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -97,9 +97,9 @@ def _truncated_jpeg() -> bytes:
 # File name -> (bytes, what it is). Labels come from the names, like the weather set.
 VALID_ODD = {
     "rain20.jpg": (lambda: encode(class_image("rain", 20), "PNG"), "a PNG named .jpg"),
-    "shine20.jpg": (lambda: encode(Image.new("RGB", SIZE, RED), "GIF"), "a GIF named .jpg"),
+    "shine20.jpg": (lambda: encode(Image.new("RGB", SIZE, GREEN), "GIF"), "a GIF named .jpg"),
     "cloudy20.png": (lambda: encode(_half((*RED, 255), (255, 255, 255, 0), "RGBA"), "PNG"), "RGBA, right half transparent"),
-    "rain21.jpg": (lambda: encode(Image.new("RGB", SIZE, RED).convert("CMYK"), "JPEG", quality=95), "a CMYK JPEG"),
+    "rain21.jpg": (lambda: encode(Image.new("RGB", SIZE, ORANGE).convert("CMYK"), "JPEG", quality=95), "a CMYK JPEG"),
     "shine21.tif": (lambda: encode(Image.new("RGB", SIZE, BLUE).convert("CMYK"), "TIFF"), "a CMYK TIFF"),
     "cloudy21.png": (_sixteen_bit_grey, "16-bit grey (I;16) ramp"),
     "shine22.jpg": (_exif_rotated, "EXIF orientation 6"),

@@ -17,7 +17,8 @@ from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import TMP_MARKER
 from cnnkit.models import build_model
 from cnnkit.run import train
-from cnnkit.training import TrainConfig, split_dataset
+from cnnkit.config import TrainConfig
+from cnnkit.training import split_dataset
 
 from conftest import MNIST_SUBSET
 

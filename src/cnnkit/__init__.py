@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_dataset": ("cnnkit.datasets", "load"),
     "build_model": ("cnnkit.models", "build_model"),
-    "TrainConfig": ("cnnkit.training", "TrainConfig"),
+    "TrainConfig": ("cnnkit.config", "TrainConfig"),
     "train": ("cnnkit.run", "train"),
     "evaluate": ("cnnkit.run", "evaluate"),
     "load": ("cnnkit.loading", "load"),

@@ -51,7 +51,7 @@ def _config(args: argparse.Namespace, data: str):
     """The TrainConfig from the parsed options: every option is named after its config field."""
     import dataclasses
 
-    from cnnkit.training import TrainConfig
+    from cnnkit.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
     return TrainConfig(data=data, **{name: getattr(args, name) for name in names if hasattr(args, name)})

@@ -95,7 +95,9 @@ def verify(data: str, **folder_options: Any) -> tuple[str, int]:
     from cnnkit.datasets.photos import _parse_size, decode_report
     from cnnkit.datasets.pixelcache import decode_all
 
-    index = index_folder(data, label_regex=folder_options.get("label_regex"))
+    manifest = data if str(data).endswith(".csv") else None
+    root = (Path(data).parent if manifest else Path(data))
+    index = index_folder(root, label_regex=folder_options.get("label_regex"), manifest=manifest)
     decoded = decode_all(index.paths, index.sha256, size=_parse_size(folder_options.get("image_size") or 150),
                          color_mode=folder_options.get("color_mode", "rgb"), resize=folder_options.get("resize", "stretch"))
     bad = len(index.skipped) + len(decoded.errors)

@@ -70,7 +70,7 @@ def _open(source: ImageSource) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
-            f"Cannot decode image: {exc}. Received: {name}.",
+            f"Cannot decode image: {str(exc).rstrip('.')}. Received: {name}.",
             f"Expected a file in one of these formats: {', '.join(ALLOWED_FORMATS)}.",
         ) from exc
     return image

@@ -21,7 +21,8 @@ from cnnkit.fileio import write_json, write_text
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
-from cnnkit.training import TrainConfig, fit, metadata_for, read_config
+from cnnkit.config import TrainConfig
+from cnnkit.training import fit, metadata_for, read_config
 
 
 @dataclass

@@ -9,6 +9,7 @@ reported by name with the reason, never silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -68,14 +69,18 @@ def load_folder(
     size = _parse_size(image_size)
     index = index_folder(path, label_regex=label_regex, manifest=manifest)
     decoded = decode_all(index.paths, index.sha256, size=size, color_mode=color_mode, resize=resize, home=home)
-    splits = split_index(index, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+    # Split only what decoded, so a broken file cannot take the place of a training image.
+    usable = np.flatnonzero(decoded.ok)
+    kept = dataclasses.replace(index, paths=[index.paths[i] for i in usable], labels=index.labels[usable],
+                               presplit=[index.presplit[i] for i in usable], sha256=[index.sha256[i] for i in usable])
+    splits = split_index(kept, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                          train_per_class=train_per_class)
 
     if in_memory is None:
         in_memory = decoded.pixels.nbytes <= IN_MEMORY_LIMIT
 
-    def take(rows: np.ndarray) -> tuple[np.ndarray | LazyImages, np.ndarray]:
-        rows = rows[decoded.ok[rows]]  # files the decoder refused are reported, not used
+    def take(kept_rows: np.ndarray) -> tuple[np.ndarray | LazyImages, np.ndarray]:
+        rows = usable[kept_rows]  # rows of the cache
         if in_memory:
             return np.asarray(decoded.pixels[rows]), index.labels[rows]
         return LazyImages(decoded.folder / PIXELS, decoded.pixels.shape, rows), index.labels[rows]
