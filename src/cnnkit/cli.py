@@ -8,6 +8,7 @@ exit non-zero without a traceback; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -225,6 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnkit`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -232,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["summary", "list"]
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+    logger = logging.getLogger("cnnkit")  # cnnkit's own progress notes (data sources, caches) on stderr
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
     from cnnkit.errors import CnnkitError
 
     try:

@@ -122,11 +122,11 @@ def load_mnist(
             if label == "cache" and "checksum mismatch" in reason:
                 logger.warning("MNIST cache in %s is corrupt (%s); it will be replaced.", cache_dir, reason)
             else:
-                logger.info("MNIST: %s failed: %s", label, reason)
+                logger.debug("MNIST: %s unavailable: %s", label, reason)
             continue
         if label != "cache":
             _write_cache(cache_dir, files)
-        logger.info("MNIST: loaded from %s", description)
+        logger.info("MNIST: loaded from %s (SHA-256 of the four IDX files verified)", description)
         return _to_dataset(files, description)
     raise DataError(
         f"Could not load MNIST from {'any source: ' if source is None else ''}{'; '.join(failures)}.",
