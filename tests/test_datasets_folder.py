@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.datasets.folder import DEFAULT_LABEL_REGEX, FolderIndex, index_folder, split_index
+from cnnkit.datasets.folder import DEFAULT_LABEL_REGEX, FolderIndex, index_folder
+from cnnkit.datasets.folder_splits import split_index
 from cnnkit.errors import ConfigError, DataError
 
 WEATHER = Path("/work/shared/datasets/weather")

@@ -2,7 +2,7 @@
 
 Nothing here decodes pixels (that is :mod:`cnnkit.images`); this module only
 lists files, finds each one's class, hashes bytes to drop duplicate copies, and
-splits the result. The label mode is detected in this order:
+keeps the result (splitting is :mod:`cnnkit.datasets.folder_splits`). The label mode is detected in this order:
 
 1. ``manifest``: a CSV with header ``path,label`` (paths relative to the CSV's folder, or absolute).
 2. pre-split: ``root/train/`` (and optionally ``val/``, ``test/``); inside each, class
@@ -13,7 +13,6 @@ splits the result. The label mode is detected in this order:
 
 Example:
     >>> index = index_folder("photos/")  # doctest: +SKIP
-    >>> splits = split_index(index, val_fraction=0.1, test_fraction=0.2, seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnkit.datasets.splits import stratified_sample, stratified_split
 from cnnkit.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -112,7 +110,7 @@ class FolderIndex:
         named = self.skipped if len(other) <= _COLLAPSE_OVER else [s for s in self.skipped if s[0] not in other]
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} files:")
-            lines += [f"  {self._rel(p)}: {reason}" for p, reason in named]
+            lines += [f"  {self.relative(p)}: {reason}" for p, reason in named]
             if len(named) < len(self.skipped):
                 lines.append(f"  ... and {len(other)} files without an image suffix ({' '.join(IMAGE_SUFFIXES)})")
         if self.duplicates:
@@ -121,21 +119,12 @@ class FolderIndex:
             for dropped, kept in self.duplicates:
                 own = self.conflicting_labels.get(dropped)
                 why = f"  conflicting labels: {own!r} vs kept {kept_label[kept]!r}" if own is not None else ""
-                lines.append(f"  {self._rel(dropped)} -> {self._rel(kept)}{why}")
+                lines.append(f"  {self.relative(dropped)} -> {self.relative(kept)}{why}")
         return "\n".join(lines)
 
-    def _rel(self, path: Path) -> str:
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the indexed folder when inside it (for reports)."""
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
-
-
-@dataclass(eq=False)
-class FolderSplits:
-    """Sorted, disjoint index arrays into :attr:`FolderIndex.paths`; ``notes`` says what was carved."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    notes: list[str] = field(default_factory=list)
 
 
 def index_folder(
@@ -220,108 +209,6 @@ def index_folder(
         duplicates=duplicates,
         conflicting_labels=conflicts,
     )
-
-
-def split_index(
-    index: FolderIndex, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-    train_per_class: int | None = None,
-) -> FolderSplits:
-    """Split an index into train/val/test, stratified by class and seeded.
-
-    * Unsplit folder: ``test_fraction`` of each class goes to test, then ``val_fraction``
-      (of the whole) to val, the rest to train.
-    * Pre-split folder: its ``train/``, ``val/``, ``test/`` are used as they are; a missing
-      ``val/`` (or ``test/``) is carved from ``train/`` with the fractions, as noted in ``notes``.
-    * ``train_per_class=N`` (article 003's protocol, minus its leak): exactly N training images
-      per class; of the rest, ``val_fraction`` goes to val and the remainder to test
-      (``test_fraction`` is not used). Not available on pre-split folders.
-
-    Raises:
-        ConfigError: fractions outside [0, 1) or summing to 1 or more; a bad ``train_per_class``,
-            or one on a pre-split folder.
-        DataError: a class has no more than ``train_per_class`` images, or ``train/`` is empty.
-    """
-    for option, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            name = option.lstrip("-").replace("-", "_")
-            raise ConfigError(
-                f"Expected {option} in [0, 1). Received: {name}={value!r}.",
-                hint=f"Pass a fraction such as {0.1 if 'val' in option else 0.2}.",
-            )
-    if train_per_class is not None:
-        return _per_class_split(index, train_per_class, val_fraction, seed)
-    if val_fraction + test_fraction >= 1:
-        raise ConfigError(
-            "Expected --val-fraction + --test-fraction below 1 (some images must be left to train on). "
-            f"Received: val_fraction={val_fraction!r}, test_fraction={test_fraction!r}.",
-            hint="Lower one of them, e.g. --val-fraction 0.1 --test-fraction 0.2.",
-        )
-    labels = index.labels
-    if not any(index.presplit):
-        return _carve(np.arange(len(labels)), labels, val_fraction, test_fraction, seed)
-    split = np.array([s or "" for s in index.presplit])
-    pool = np.flatnonzero(split == "train")
-    if pool.size == 0:
-        raise DataError(
-            f"Expected training images in {index.root / 'train'}. Received: none usable.",
-            hint="Put images in train/, or remove the train/val/test folders to split automatically.",
-        )
-    has = {name: bool((split == name).any()) for name in ("val", "test")}
-    parts = _carve(pool, labels, 0.0 if has["val"] else val_fraction, 0.0 if has["test"] else test_fraction, seed)
-    for name, fraction in (("val", val_fraction), ("test", test_fraction)):
-        if has[name]:
-            setattr(parts, name, np.flatnonzero(split == name))
-        elif fraction > 0:
-            parts.notes.append(f"No {name}/ folder: carved {fraction:.0%} of each class in train/ as {name}.")
-    missing = sorted(set(index.class_names) - {index.class_names[y] for y in labels[parts.train]})
-    if missing:
-        parts.notes.append(f"Classes with no training images: {', '.join(missing)}.")
-    return parts
-
-
-def _carve(pool: np.ndarray, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> FolderSplits:
-    """Test first (``test_fraction`` of each class of ``pool``), then val (``val_fraction`` of the pool)."""
-    rest, test = _split(pool, labels, test_fraction, seed)
-    # val_fraction is of the whole pool, so scale it to what is left after test.
-    train, val = _split(rest, labels, val_fraction / (1 - test_fraction), seed + 1)
-    return FolderSplits(train=train, val=val, test=test)
-
-
-def _split(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if fraction <= 0 or pool.size == 0:
-        return pool, np.empty(0, dtype=np.int64)
-    keep, take = stratified_split(labels[pool], fraction, seed)
-    return pool[keep], pool[take]
-
-
-def _per_class_split(index: FolderIndex, per_class: int, val_fraction: float, seed: int) -> FolderSplits:
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ConfigError(
-            f"Expected --train-per-class to be a positive integer. Received: train_per_class={per_class!r}."
-        )
-    if any(index.presplit):
-        raise ConfigError(
-            f"--train-per-class re-splits the whole folder, but {index.root} is already split into "
-            f"train/val/test. Received: train_per_class={per_class!r}.",
-            hint="Drop --train-per-class to use the folder's own splits.",
-        )
-    counts = index.class_counts()
-    short = {name: n for name, n in counts.items() if n <= per_class}
-    if short:
-        listing = ", ".join(f"{name!r} has {n}" for name, n in short.items())
-        raise DataError(
-            f"Expected more than {per_class} images in every class (--train-per-class {per_class} "
-            f"leaves the rest for val/test). Received: {listing}.",
-            hint=f"Lower --train-per-class below {min(short.values())}, or add images to those classes.",
-        )
-    train = []
-    for y in range(len(index.class_names)):
-        members = np.flatnonzero(index.labels == y)
-        train.append(members[stratified_sample(np.zeros(members.size, np.int64), per_class, seed + y)])
-    train_idx = np.sort(np.concatenate(train))
-    rest = np.setdiff1d(np.arange(len(index.paths)), train_idx)
-    test, val = _split(rest, index.labels, val_fraction, seed)
-    return FolderSplits(train=train_idx, val=np.sort(val), test=np.sort(test))
 
 
 def _compile_regex(label_regex: str | None) -> re.Pattern[str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.datasets.base import Dataset
-from cnnkit.datasets.folder import FolderIndex, index_folder, split_index
+from cnnkit.datasets.folder import FolderIndex, index_folder
+from cnnkit.datasets.folder_splits import split_index
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.pixelcache import PIXELS, DecodedImages, decode_all
 from cnnkit.errors import DataError
@@ -38,7 +39,7 @@ def decode_report(index: FolderIndex, decoded: DecodedImages) -> str:
     if not decoded.errors:
         return "Decoded every image."
     lines = [f"Could not decode {len(decoded.errors)} files (skipped):"]
-    lines += [f"  {index._rel(index.paths[row])}: {reason}" for row, reason in sorted(decoded.errors.items())]
+    lines += [f"  {index.relative(index.paths[row])}: {reason}" for row, reason in sorted(decoded.errors.items())]
     return "\n".join(lines)
 
 
