@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from cnnkit.config import SCHEDULES  # light: no Keras import until a command runs
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -31,7 +33,7 @@ def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", dest="learning_rate", type=float, help="peak learning rate")
-    p.add_argument("--schedule", choices=["constant", "cosine", "warmup-cosine", "plateau"])
+    p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
     p.add_argument("--max-minutes", type=float, help="time budget: stop at the last epoch that fits")
     p.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N batches per epoch")

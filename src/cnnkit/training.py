@@ -2,7 +2,7 @@
 
 The test set is not touched here: model choices (early stopping, schedules)
 see only the validation split carved, stratified and seeded, from the training
-set. :func:`cnnkit.run.run` evaluates on the test set once, at the end.
+set. :func:`cnnkit.run.train` evaluates on the test set once, at the end.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from cnnkit.fileio import remove_stale_temporaries
 from cnnkit.models import build_model, make_optimizer
 from cnnkit.presets import Preset, get_preset
 
+
 @dataclass
 class Split:
-    """Training and validation arrays carved from a dataset's training set."""
+    """Training and validation images (arrays, or LazyImages left on disk) carved from the training set."""
 
     x_train: np.ndarray
     y_train: np.ndarray
