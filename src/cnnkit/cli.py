@@ -178,6 +178,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a model over HTTP (REST + KServe V2 JSON, micro-batched) until SIGTERM."""
+    from cnnkit.server.cli import serve
+
+    return serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -225,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("--format", default="json-h5", choices=["json-h5"])
     p.add_argument("--out", type=Path, help="folder (default RUN/export-FORMAT)")
+
+    p = sub.add_parser("serve", help=help_of["serve"], description=help_of["serve"])
+    from cnnkit.server.cli import add_serve_arguments
+
+    add_serve_arguments(p)
     return parser
 
 

@@ -99,7 +99,11 @@ class Predictor:
 
     def predict(self, images: np.ndarray, top_k: int = 3) -> list[Prediction]:
         """Labelled predictions for raw ``uint8`` pixels."""
-        return [self._to_prediction(row, top_k) for row in self.predict_proba(images)]
+        return self.label(self.predict_proba(images), top_k)
+
+    def label(self, probs: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        """Turn rows of class probabilities into labelled predictions (best first)."""
+        return [self._to_prediction(row, top_k) for row in probs]
 
     def predict_files(self, paths: Sequence[str | os.PathLike[str]], top_k: int = 3) -> list[Prediction]:
         """Labelled predictions for image files (any size; resized as the model's metadata says)."""

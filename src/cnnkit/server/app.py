@@ -1,0 +1,195 @@
+"""The HTTP service: routes over one Predictor, built by :func:`create_app`.
+
+Endpoints:
+  * ``POST /v1/predict``: images (multipart field ``file``, repeatable, or a raw
+    ``image/*`` body) → labels and top-k probabilities.
+  * ``POST /v2/models/{name}[/versions/{version}]/infer``: KServe V2 JSON, one
+    ``UINT8`` tensor ``pixels`` ``[N, H, W, C]`` → ``FP32`` ``probabilities`` ``[N, K]``.
+  * ``GET /v1/models``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
+
+Decoding runs in a thread pool and inference in the batcher's one thread, so the
+event loop only moves bytes. The app's state lives in :class:`Service`
+(``app.state.service``), started and drained by the ASGI lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable, TypeVar
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cnnkit.predictor import Predictor
+from cnnkit.server import payloads
+from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError
+from cnnkit.server.errors import EXCEPTION_HANDLERS, ApiError, error_response
+from cnnkit.server.inference import InferFn, compile_infer
+from cnnkit.server.metrics import MetricsMiddleware, ServerMetrics
+from cnnkit.server.settings import ServerSettings
+
+V2_OUTPUT = "probabilities"
+T = TypeVar("T")
+
+
+class Service:
+    """One model behind HTTP: settings, metrics, the batcher and the decoding threads."""
+
+    def __init__(self, predictor: Predictor, settings: ServerSettings, infer: InferFn | None = None) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        self.metrics = ServerMetrics(settings.max_batch_size)
+        self.batcher = MicroBatcher(infer or compile_infer(predictor), max_batch_size=settings.max_batch_size,
+                                    max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
+                                    metrics=self.metrics)
+        self.decode_pool: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self.decode_pool = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="cnnkit-decode")
+        await self.batcher.start(warmup_shape=self.predictor.input_shape)
+
+    async def stop(self) -> None:
+        await self.batcher.close()  # answers every queued request before the process exits
+        self.metrics.ready.set(0)
+        if self.decode_pool is not None:
+            self.decode_pool.shutdown(wait=True)
+            self.decode_pool = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        return {"name": self.settings.model_name, "version": self.settings.model_version}
+
+    async def _in_pool(self, func: Callable[..., T], *args: object) -> T:
+        """Run CPU-bound parsing/decoding in the decode threads, off the event loop."""
+        if self.decode_pool is None:
+            raise ApiError(503, "The server is starting or stopping. Received: a request before start-up "
+                                "finished. Retry shortly; GET /readyz answers 200 when the model is ready.",
+                           {"Retry-After": str(self.settings.retry_after_s)})
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, func, *args)
+
+    async def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = payloads.check_batch(self.predictor, pixels)
+        retry = {"Retry-After": str(self.settings.retry_after_s)}
+        try:
+            return await self.batcher.submit(pixels)
+        except QueueFullError as exc:
+            raise ApiError(503, f"Server busy: {exc} Received: one more. Retry after "
+                                f"{self.settings.retry_after_s} s, or start the server with a larger "
+                                "--queue-size.", retry) from None
+        except ShuttingDownError as exc:
+            raise ApiError(503, f"{exc} Received: a new request while draining. Retry on another "
+                                "replica or after the restart.", retry) from None
+
+    def _top_k(self, request: Request) -> int:
+        raw = request.query_params.get("top_k", str(self.settings.default_top_k))
+        if not raw.isdigit() or int(raw) < 1:
+            raise ApiError(422, f"Expected top_k to be a positive integer. Received: top_k={raw!r}. "
+                                "Pass e.g. ?top_k=3.")
+        return min(int(raw), len(self.predictor.class_names))
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def predict(self, request: Request) -> Response:
+        top_k = self._top_k(request)
+        kind, limit = payloads.media_type(request), self.settings.max_body_bytes
+        if kind == "multipart/form-data":
+            uploads = await payloads.read_uploads(request, limit, self.settings.max_files)
+        elif kind.startswith("image/"):
+            uploads = [("body", await payloads.read_body(request, limit))]
+        else:
+            raise ApiError(415, f"Unsupported Content-Type. Received: {request.headers.get('content-type')!r}. "
+                                "Send multipart/form-data with field 'file' (curl -F file=@digit.png ...) or "
+                                "the raw image with Content-Type: image/png (or image/jpeg, ...).")
+        images = await asyncio.gather(*(self._in_pool(payloads.decode_for, self.predictor, data, name)
+                                        for name, data in uploads))
+        probs = await self._probabilities(np.stack(images))
+        predictions = [
+            {"label": p.label, "probability": p.probability,
+             "top_k": [{"label": label, "probability": prob} for label, prob in p.top_k]}
+            for p in self.predictor.label(probs, top_k)
+        ]
+        return JSONResponse({"model": self.model_info, "predictions": predictions})
+
+    async def infer_v2(self, request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        if name != self.settings.model_name or version not in (None, self.settings.model_version):
+            asked = name + (f" version {version}" if version else "")
+            raise ApiError(404, f"Unknown model. Received: {asked!r}. This server serves "
+                                f"{self.settings.model_name!r} version {self.settings.model_version!r}: "
+                                f"POST /v2/models/{self.settings.model_name}/infer.")
+        kind = payloads.media_type(request)
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            raise ApiError(415, f"Unsupported Content-Type for a V2 request. Received: {kind!r}. "
+                                "Send JSON with Content-Type: application/json.")
+        body = await payloads.read_body(request, self.settings.max_body_bytes)
+        pixels, request_id = await self._in_pool(payloads.parse_v2, body, self.predictor.input_shape)
+        probs = await self._probabilities(pixels)
+        answer = {"model_name": self.settings.model_name, "model_version": self.settings.model_version,
+                  "outputs": [{"name": V2_OUTPUT, "shape": list(probs.shape), "datatype": "FP32",
+                               "data": probs.ravel().tolist()}]}
+        return JSONResponse(answer if request_id is None else {"id": request_id, **answer})
+
+    async def models(self, request: Request) -> Response:
+        meta = self.predictor.metadata
+        return JSONResponse({"models": [{**self.model_info, "class_names": self.predictor.class_names,
+                                         "input_shape": list(self.predictor.input_shape),
+                                         "color_mode": meta.color_mode, "resize": meta.resize}]})
+
+    async def livez(self, request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        if self.batcher.ready:
+            return JSONResponse({"status": "ready", "model": self.model_info})
+        return error_response(503, "Not ready: the model is loading or warming up (or the server is draining). "
+                                   "Received: GET /readyz. Retry shortly.",
+                              {"Retry-After": str(self.settings.retry_after_s)})
+
+    async def metrics_text(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+
+def create_app(predictor: Predictor, settings: ServerSettings | None = None, *,
+               infer: InferFn | None = None) -> Starlette:
+    """The Starlette app serving ``predictor``.
+
+    Args:
+        predictor: the model and its metadata (``cnnkit.load(run_folder)``).
+        settings: batching and limits; defaults to :class:`ServerSettings`.
+        infer: replaces the compiled model call (tests use a slow or counting fake).
+
+    Example:
+        >>> app = create_app(cnnkit.load("runs/demo"))  # doctest: +SKIP
+        >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    service = Service(predictor, settings or ServerSettings(), infer)
+    routes = [
+        Route("/v1/predict", service.predict, methods=["POST"]),
+        Route("/v2/models/{name}/infer", service.infer_v2, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", service.infer_v2, methods=["POST"]),
+        Route("/v1/models", service.models, methods=["GET"]),
+        Route("/livez", service.livez, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.metrics_text, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=service.lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=[Middleware(MetricsMiddleware, metrics=service.metrics)])
+    app.state.service = service
+    return app

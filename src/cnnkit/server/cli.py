@@ -1,0 +1,95 @@
+"""``cnnkit serve RUN_OR_MODEL``: options, and the uvicorn server that runs the app.
+
+Kept free of Starlette/uvicorn imports at module level, so registering the
+command costs ``cnnkit --help`` nothing. uvicorn handles SIGTERM/SIGINT: it
+stops accepting connections, lets in-flight requests finish (up to
+``graceful_timeout_s``), then the app's lifespan drains the batcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnnkit.errors import ConfigError
+from cnnkit.server.settings import ServerSettings, safe_model_name
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+# Options named after their ServerSettings field (--max-batch-size → max_batch_size).
+_OPTIONS: dict[str, tuple[type, str]] = {
+    "host": (str, "address to listen on (default 127.0.0.1: this machine only)"),
+    "port": (int, "TCP port (default 8000)"),
+    "max_batch_size": (int, "most images per model call (default 32)"),
+    "max_wait_ms": (float, "how long a request waits to share a batch (default 2)"),
+    "queue_size": (int, "requests waiting for the model before answering 503 (default 256)"),
+    "max_body_mb": (float, "largest request body in MiB; larger is 413 (default 10)"),
+    "model_name": (str, "name in /v2/models/{name}/infer (default: the run folder's name)"),
+    "model_version": (str, "version reported by the API (default 1)"),
+}
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``serve``'s positional and options to its sub-parser."""
+    parser.add_argument("run", metavar="RUN_OR_MODEL", help="run folder, .keras file, or exported model.json")
+    for name, (kind, text) in _OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="uvicorn's log level (default info)")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """ServerSettings from parsed options; unset options keep the dataclass defaults."""
+    known = {f.name for f in fields(ServerSettings)}
+    values = {name: getattr(args, name) for name in _OPTIONS if name in known and getattr(args, name, None) is not None}
+    if "model_name" not in values:
+        path = Path(args.run)
+        values["model_name"] = safe_model_name(path.name if path.is_dir() else path.stem)
+    return ServerSettings(**values)
+
+
+def build_server(app: "Starlette", settings: ServerSettings, log_level: str = "info") -> "uvicorn.Server":
+    """The uvicorn server for ``app`` (one process; the batcher wants every request in one place)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                            timeout_graceful_shutdown=settings.graceful_timeout_s,
+                            lifespan="on", server_header=False)
+    return uvicorn.Server(config)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the model, then serve it until SIGTERM/SIGINT; return the exit status."""
+    settings = settings_from_args(args)
+    try:
+        from cnnkit.server.app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"cnnkit serve needs the serving packages. Received: {exc}.",
+                          "Install them with: pip install 'cnnkit[serve]'") from None
+    import cnnkit
+
+    _check_port_free(settings)  # before the (slow) model load
+    predictor = cnnkit.load(args.run)
+    server = build_server(create_app(predictor, settings), settings, args.log_level)
+    print(f"Serving {settings.model_name} ({len(predictor.class_names)} classes, input "
+          f"{'x'.join(map(str, predictor.input_shape))}) on http://{settings.host}:{settings.port}  "
+          "(POST /v1/predict, POST /v2/models/{name}/infer; Ctrl+C to stop)", flush=True)
+    server.run()
+    return 0 if server.started else 1  # uvicorn logged why start-up failed
+
+
+def _check_port_free(settings: ServerSettings) -> None:
+    """Fail with a hint, not uvicorn's traceback, when the port is taken."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ConfigError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.",
+                              "Pick another --port, or stop the program using it.") from None

@@ -1,0 +1,68 @@
+"""The server's knobs in one dataclass, validated in one place.
+
+``cnnkit serve`` fills it from its options; tests build it directly with small
+values (``queue_size=1``, ``max_wait_ms=50``) to force the behaviour they check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from cnnkit.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP service listens, batches and limits requests.
+
+    Example:
+        >>> ServerSettings(max_batch_size=8, max_wait_ms=5).max_body_bytes
+        10485760
+    """
+
+    host: str = "127.0.0.1"  # loopback by default: exposing a model is a deliberate choice
+    port: int = 8000
+    model_name: str = "model"  # the {name} of /v2/models/{name}/infer; must be URL-safe
+    model_version: str = "1"
+    max_batch_size: int = 32  # images per model call; small CNNs are ~flat in latency up to here
+    max_wait_ms: float = 2.0  # how long the first image of a batch waits for company
+    queue_size: int = 256  # pending requests before 503 + Retry-After (back-pressure, not a backlog)
+    max_body_mb: float = 10.0
+    decode_workers: int = min(4, os.cpu_count() or 1)  # PNG/JPEG decoding threads (Pillow drops the GIL)
+    max_files: int = 64  # images in one multipart request
+    default_top_k: int = 3
+    retry_after_s: int = 1  # the Retry-After a client sees with 503
+    graceful_timeout_s: float = 30.0  # SIGTERM: how long in-flight requests may take before being cut
+
+    def __post_init__(self) -> None:
+        positive = {"port": self.port, "max_batch_size": self.max_batch_size, "queue_size": self.queue_size,
+                    "max_body_mb": self.max_body_mb, "decode_workers": self.decode_workers,
+                    "max_files": self.max_files, "default_top_k": self.default_top_k}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"Server setting {name} must be positive. Received: {name}={value!r}.",
+                                  f"Pass --{name.replace('_', '-')} with a value > 0.")
+        if self.port > 65535:
+            raise ConfigError(f"Port must be 1-65535. Received: port={self.port}.", "Pass e.g. --port 8000.")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms must be >= 0. Received: max_wait_ms={self.max_wait_ms!r}.",
+                              "Pass --max-wait-ms 0 to run each request as soon as it arrives.")
+        if not _NAME.match(self.model_name):
+            raise ConfigError(
+                f"Model name must be letters, digits, '.', '_' or '-' (it appears in URLs). "
+                f"Received: model_name={self.model_name!r}.", "Pass e.g. --model-name mnist-fast.")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The request body limit in bytes (``max_body_mb`` MiB)."""
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+def safe_model_name(text: str) -> str:
+    """A URL-safe model name derived from a run folder or file name (``runs/My Run`` → ``My-Run``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:128]
+    return name or "model"

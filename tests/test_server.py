@@ -1,0 +1,289 @@
+"""The HTTP service in-process (Starlette TestClient): endpoints, numbers, and every error's JSON."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import warnings
+import zlib
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+with warnings.catch_warnings():  # Starlette 1.10 prefers httpx2; httpx 0.28.1 is the pinned, working client
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from cnnkit.artifact import ModelMetadata  # noqa: E402
+from cnnkit.images import encode_png  # noqa: E402
+from cnnkit.predictor import Predictor  # noqa: E402
+from cnnkit.server import ServerSettings, create_app  # noqa: E402
+
+pytestmark = pytest.mark.backends  # also run on JAX: covers the non-TensorFlow inference path
+
+CLASSES = ["zero", "one", "two"]
+LIMIT_MB = 0.05  # 52,428 bytes: a 28x28 PNG is ~1 KB, so the 413 tests need only small bodies
+LIMIT = f"{int(LIMIT_MB * 2**20):,} bytes"
+
+
+def tiny_predictor() -> Predictor:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x))
+    return Predictor(model, ModelMetadata(class_names=CLASSES, input_shape=[28, 28, 1], color_mode="grayscale"))
+
+
+def digits(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+
+
+def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "server never became ready"
+        time.sleep(0.01)
+
+
+def png_header_bomb(width: int = 9_000, height: int = 9_000) -> bytes:
+    """A tiny PNG whose header claims a huge image (a decompression-bomb probe)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return tiny_predictor()
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    app = create_app(predictor, ServerSettings(model_name="digits", max_body_mb=LIMIT_MB, max_wait_ms=1))
+    with TestClient(app) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+def assert_error(response, code: int, pattern: str) -> None:
+    assert response.status_code == code, response.text
+    body = response.json()
+    assert body["code"] == code and body["message"]
+    assert "Traceback" not in body["message"]
+    assert any(s in body["message"] for s in pattern.split("|")), body["message"]
+
+
+# -- happy paths ---------------------------------------------------------------------------------
+
+def test_readyz_is_503_until_started_and_warmed_up(predictor):
+    app = create_app(predictor, ServerSettings(), infer=lambda x: np.full((len(x), 3), 1 / 3, np.float32))
+    cold = TestClient(app)  # no lifespan: the model is not warmed up
+    assert_error(cold.get("/readyz"), 503, "warming up")
+    assert cold.get("/livez").status_code == 200
+    assert_error(cold.post("/v1/predict", content=encode_png(digits(1)[0]),
+                           headers={"content-type": "image/png"}), 503, "Retry shortly")
+    with TestClient(app) as warm:
+        wait_ready(warm)
+        assert warm.get("/readyz").json()["status"] == "ready"
+    assert app.state.service.batcher.ready is False  # drained and stopped
+
+
+def test_models_and_livez(client):
+    assert client.get("/livez").json() == {"status": "alive"}
+    [model] = client.get("/v1/models").json()["models"]
+    assert model == {"name": "digits", "version": "1", "class_names": CLASSES, "input_shape": [28, 28, 1],
+                     "color_mode": "grayscale", "resize": "stretch"}
+
+
+def test_raw_png_matches_predict_proba(client, predictor):
+    pixels = digits(1, seed=1)
+    response = client.post("/v1/predict?top_k=2", content=encode_png(pixels[0]), headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": "digits", "version": "1"}
+    [pred] = body["predictions"]
+    expected = predictor.predict_proba(pixels)[0]
+    assert len(pred["top_k"]) == 2 and pred["top_k"][0] == {"label": pred["label"], "probability": pred["probability"]}
+    for pair in pred["top_k"]:
+        assert pair["probability"] == pytest.approx(expected[CLASSES.index(pair["label"])], abs=1e-6)
+    assert pred["label"] == CLASSES[int(np.argmax(expected))]
+
+
+def test_multipart_three_files_in_order(client, predictor):
+    pixels = digits(3, seed=2)
+    files = [("file", (f"d{i}.png", encode_png(p), "image/png")) for i, p in enumerate(pixels)]
+    response = client.post("/v1/predict?top_k=3", files=files)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    expected = predictor.predict_proba(pixels)
+    assert len(predictions) == 3
+    for pred, row in zip(predictions, expected):
+        got = {p["label"]: p["probability"] for p in pred["top_k"]}
+        np.testing.assert_allclose([got[c] for c in CLASSES], row, atol=1e-6)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_v2_round_trip(client, predictor, nested):
+    pixels = digits(2, seed=3)
+    data = pixels.tolist() if nested else pixels.ravel().tolist()
+    request = {"id": "req-7", "inputs": [{"name": "pixels", "shape": [2, 28, 28, 1], "datatype": "UINT8", "data": data}]}
+    response = client.post("/v2/models/digits/versions/1/infer" if nested else "/v2/models/digits/infer", json=request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "req-7" and body["model_name"] == "digits" and body["model_version"] == "1"
+    [output] = body["outputs"]
+    assert output["name"] == "probabilities" and output["datatype"] == "FP32" and output["shape"] == [2, 3]
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), predictor.predict_proba(pixels), atol=1e-6)
+
+
+def test_metrics_count_requests_and_batches(client):
+    client.post("/v1/predict", content=encode_png(digits(1)[0]), headers={"content-type": "image/png"})
+    client.post("/v1/predict", content=b"not an image", headers={"content-type": "image/png"})
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'cnnkit_http_requests_total{method="POST",path="/v1/predict",status="200"}' in text
+    assert 'cnnkit_http_requests_total{method="POST",path="/v1/predict",status="422"}' in text
+    assert 'cnnkit_http_errors_total{code="422"}' in text
+    assert 'cnnkit_http_request_duration_seconds_bucket{le="0.25",path="/v1/predict"}' in text
+    assert "cnnkit_batch_size_count" in text and "cnnkit_ready 1.0" in text
+
+
+# -- errors: every one is JSON {"code", "message"} ---------------------------------------------------
+
+BIG = b"\x89PNG" + b"\0" * 60_000  # over the limit
+
+
+def _chunks():
+    for _ in range(6):
+        yield b"\0" * 10_000
+
+
+def _v2(**tensor):
+    base = {"name": "pixels", "shape": [1, 28, 28, 1], "datatype": "UINT8", "data": [0] * 784}
+    return {"json": {"inputs": [{**base, **tensor}]}}
+
+
+PNG = encode_png(digits(1)[0])
+IMAGE = {"content-type": "image/png"}
+ERROR_CASES = {
+    "413 Content-Length": ("/v1/predict", {"content": BIG, "headers": IMAGE}, 413, "Content-Length: 60,004 bytes"),
+    "413 chunked": ("/v1/predict", {"content": _chunks, "headers": IMAGE}, 413, f"more than {LIMIT}"),
+    "413 lying length": ("/v1/predict", {"content": BIG, "headers": {**IMAGE, "content-length": "100"}}, 413,
+                         "Content-Length said 100"),
+    "413 multipart": ("/v1/predict", {"files": [("file", ("big.png", BIG, "image/png"))]}, 413, "--max-body-mb"),
+    "413 v2": ("/v2/models/digits/infer", {"content": BIG, "headers": {"content-type": "application/json"}}, 413,
+               f"limit is {LIMIT}"),
+    "415 text": ("/v1/predict", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "'text/plain'"),
+    "415 none": ("/v1/predict", {"content": b"hello"}, 415, "Unsupported Content-Type. Received: None"),
+    "415 v2 form": ("/v2/models/digits/infer", {"data": {"a": "b"}}, 415, "application/json"),
+    "422 text as png": ("/v1/predict", {"content": b"hello", "headers": IMAGE}, 422, "Cannot decode image"),
+    "422 truncated png": ("/v1/predict", {"content": PNG[: len(PNG) // 2], "headers": IMAGE}, 422, "Cannot decode image"),
+    "422 empty body": ("/v1/predict", {"content": b"", "headers": IMAGE}, 422, "empty image (0 bytes)"),
+    "422 bomb": ("/v1/predict", {"content": png_header_bomb(), "headers": IMAGE}, 422, "Image is too large: 9000x9000 pixels"),
+    "422 bad file in multipart": ("/v1/predict", {"files": [("file", ("a.png", PNG, "image/png")),
+                                                            ("file", ("b.png", b"junk", "image/png"))]},
+                                  422, "b.png: Cannot decode image"),
+    "422 no file field": ("/v1/predict", {"files": [("image", ("a.png", PNG, "image/png"))]}, 422,
+                          "No image in field 'file'. Received fields: ['image']"),
+    "422 top_k": ("/v1/predict?top_k=zero", {"content": PNG, "headers": IMAGE}, 422, "top_k='zero'"),
+    "422 v2 not json": ("/v2/models/digits/infer", {"content": b"{oops", "headers": {"content-type": "application/json"}},
+                        422, "not valid JSON"),
+    "422 v2 no inputs": ("/v2/models/digits/infer", {"json": {"data": [1]}}, 422, "exactly one tensor"),
+    "422 v2 datatype": ("/v2/models/digits/infer", _v2(datatype="FP32"), 422, 'Received: datatype="FP32"'),
+    "422 v2 shape": ("/v2/models/digits/infer", _v2(shape=[1, 32, 32, 3]), 422,
+                     "Expected shape [N, 28, 28, 1] with N >= 1. Received: shape=[1, 32, 32, 3]"),
+    "422 v2 count": ("/v2/models/digits/infer", _v2(data=[0] * 10), 422, "holds 10 values but shape"),
+    "422 v2 range": ("/v2/models/digits/infer", _v2(data=[256] * 784), 422, "values from 256 to 256"),
+    "422 v2 floats": ("/v2/models/digits/infer", _v2(data=[0.5] * 784), 422, "list of integers 0-255"),
+    "422 v2 ragged": ("/v2/models/digits/infer", _v2(data=[[1, 2], [3]]), 422, "list of integers 0-255"),
+    "422 v2 input name": ("/v2/models/digits/infer", _v2(name="x"), 422, "named 'pixels'"),
+    "404 v2 model": ("/v2/models/cats/infer", _v2(), 404, "Received: 'cats'"),
+    "404 v2 version": ("/v2/models/digits/versions/9/infer", _v2(), 404, "version 9"),
+    "404 path": ("/v3/anything", {}, 404, "No such endpoint"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_errors_are_json_with_code_and_message(client, case):
+    path, kwargs, code, pattern = ERROR_CASES[case]
+    kwargs = {k: (v() if callable(v) else v) for k, v in kwargs.items()}
+    assert_error(client.post(path, **kwargs), code, pattern)
+
+
+def test_queue_full_is_503_with_retry_after(predictor):
+    gate, started, busy = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_infer(pixels: np.ndarray) -> np.ndarray:
+        if busy.is_set():  # warm-up passes straight through
+            started.set()
+            gate.wait(10)
+        return np.full((len(pixels), 3), 1 / 3, np.float32)
+
+    settings = ServerSettings(queue_size=1, max_wait_ms=0, retry_after_s=2)
+    app = create_app(predictor, settings, infer=slow_infer)
+    post = {"url": "/v1/predict", "content": PNG, "headers": IMAGE}
+    with TestClient(app) as client:
+        wait_ready(client)
+        busy.set()
+        results: list[int] = []
+        first = threading.Thread(target=lambda: results.append(client.post(**post).status_code))
+        first.start()
+        assert started.wait(10)  # the model is busy with request 1
+        second = threading.Thread(target=lambda: results.append(client.post(**post).status_code))
+        second.start()
+        deadline = time.monotonic() + 10
+        while app.state.service.batcher._queue.qsize() < 1:  # request 2 fills the queue
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        refused = client.post(**post)
+        gate.set()
+        first.join(10)
+        second.join(10)
+    assert_error(refused, 503, "Server busy")
+    assert refused.headers["retry-after"] == "2"
+    assert results == [200, 200]
+
+
+def test_unexpected_failure_is_500_without_internals(predictor, caplog):
+    def broken(pixels: np.ndarray) -> np.ndarray:
+        if len(pixels) == 1 and pixels[0, 0, 0, 0] == 7:
+            raise RuntimeError("secret internal detail")
+        return np.full((len(pixels), 3), 1 / 3, np.float32)
+
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[0, 0, 0] = 7
+    with TestClient(create_app(predictor, ServerSettings(), infer=broken)) as client:
+        wait_ready(client)
+        response = client.post("/v1/predict", content=encode_png(image), headers=IMAGE)
+        assert client.get("/livez").status_code == 200  # the server survives
+    assert_error(response, 500, "Internal server error")
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+    assert "secret internal detail" in caplog.text  # ... but the operator sees it
+
+
+def test_concurrent_requests_share_a_model_call(predictor):
+    app = create_app(predictor, ServerSettings(max_wait_ms=50, max_batch_size=32))
+    with TestClient(app) as client:
+        wait_ready(client)
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda: codes.append(client.post("/v1/predict", content=PNG,
+                                                                            headers=IMAGE).status_code))
+                   for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        metrics = app.state.service.metrics
+    assert codes == [200] * 8
+    calls = metrics.registry.get_sample_value("cnnkit_batch_size_count")
+    single = metrics.registry.get_sample_value("cnnkit_batch_size_bucket", {"le": "1.0"})
+    assert calls - single >= 1, f"{calls} model calls, all of batch size 1"
+    assert calls < 8
