@@ -287,3 +287,14 @@ def test_concurrent_requests_share_a_model_call(predictor):
     single = metrics.registry.get_sample_value("cnnkit_batch_size_bucket", {"le": "1.0"})
     assert calls - single >= 1, f"{calls} model calls, all of batch size 1"
     assert calls < 8
+
+
+def test_pixel_limit_bounds_each_decode(predictor):
+    """A small file that decodes to many pixels is refused before decoding (memory per request)."""
+    big = encode_png(np.zeros((300, 300), np.uint8))  # a few hundred bytes, 90,000 pixels
+    with TestClient(create_app(predictor, ServerSettings(max_image_pixels=50_000))) as client:
+        wait_ready(client)
+        refused = client.post("/v1/predict", content=big, headers=IMAGE)
+        accepted = client.post("/v1/predict", content=encode_png(np.zeros((200, 200), np.uint8)), headers=IMAGE)
+    assert_error(refused, 422, "exceeds the limit of 50,000")
+    assert accepted.status_code == 200

@@ -45,7 +45,7 @@ def _describe(source: ImageSource) -> str:
     return f"{len(source)} bytes" if isinstance(source, bytes) else str(source)
 
 
-def _open(source: ImageSource) -> Image.Image:
+def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     name = _describe(source)
     try:
         if isinstance(source, bytes):
@@ -60,9 +60,9 @@ def _open(source: ImageSource) -> Image.Image:
                 raise DataError(f"Image file is empty (0 bytes). Received: {name}.", "Replace or remove the file.")
             image = Image.open(path, formats=ALLOWED_FORMATS)
         width, height = image.size
-        if width * height > MAX_PIXELS:
+        if width * height > max_pixels:
             raise DataError(
-                f"Image is too large: {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,}. Received: {name}.",
+                f"Image is too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}. Received: {name}.",
                 "Downscale the image before passing it to cnnkit.",
             )
         image.load()
@@ -96,6 +96,7 @@ def decode_image(
     size: tuple[int, int] | None = None,
     color_mode: str = "rgb",
     resize: str = "stretch",
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode an image file (or its bytes) into a ``uint8`` array ``(H, W, C)``.
 
@@ -105,6 +106,8 @@ def decode_image(
         color_mode: ``"grayscale"`` (C=1) or ``"rgb"`` (C=3).
         resize: ``"stretch"`` (aspect ratio not kept), ``"crop"`` (centre crop) or ``"pad"``
             (black borders); all bilinear.
+        max_pixels: refuse images with more pixels than this (default :data:`MAX_PIXELS`), before
+            decoding them; a server sets it lower to bound memory per request.
 
     Example:
         >>> decode_image("digit.png", size=(28, 28), color_mode="grayscale").shape  # doctest: +SKIP
@@ -113,7 +116,7 @@ def decode_image(
     channels = channels_for(color_mode)
     if resize not in RESIZE_METHODS:
         raise ConfigError(f"Unknown resize policy. Expected one of {RESIZE_METHODS}. Received: resize={resize!r}.")
-    image = _to_mode(_open(source), color_mode)
+    image = _to_mode(_open(source, MAX_PIXELS if max_pixels is None else max_pixels), color_mode)
     if size is not None and image.size != (size[1], size[0]):
         target, method = (size[1], size[0]), Image.Resampling.BILINEAR
         if resize == "crop":  # keep the aspect ratio, fill the frame, cut the overflow (centred)

@@ -116,7 +116,8 @@ class Service:
             raise ApiError(415, f"Unsupported Content-Type. Received: {request.headers.get('content-type')!r}. "
                                 "Send multipart/form-data with field 'file' (curl -F file=@digit.png ...) or "
                                 "the raw image with Content-Type: image/png (or image/jpeg, ...).")
-        images = await asyncio.gather(*(self._in_pool(payloads.decode_for, self.predictor, data, name)
+        images = await asyncio.gather(*(self._in_pool(payloads.decode_for, self.predictor, data, name,
+                                                      self.settings.max_image_pixels)
                                         for name, data in uploads))
         probs = await self._probabilities(np.stack(images))
         predictions = [

@@ -84,12 +84,12 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[tup
         await form.close()
 
 
-def decode_for(predictor: Predictor, data: bytes, name: str) -> np.ndarray:
+def decode_for(predictor: Predictor, data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Decode one uploaded image to the model's input shape (runs in a worker thread)."""
     height, width, _ = predictor.input_shape
     try:
         return decode_image(data, size=(height, width), color_mode=predictor.metadata.color_mode,
-                            resize=predictor.metadata.resize)
+                            resize=predictor.metadata.resize, max_pixels=max_pixels)
     except DataError as exc:
         raise ApiError(422, f"{name}: {exc}") from None
 

@@ -32,6 +32,8 @@ class ServerSettings:
     max_wait_ms: float = 2.0  # how long the first image of a batch waits for company
     queue_size: int = 256  # pending requests before 503 + Retry-After (back-pressure, not a backlog)
     max_body_mb: float = 10.0
+    # A 10 MB PNG may legally decode to ~190 MB of RGB; 16 M pixels (~48 MB RGB) bounds each decode.
+    max_image_pixels: int = 16_000_000
     decode_workers: int = min(4, os.cpu_count() or 1)  # PNG/JPEG decoding threads (Pillow drops the GIL)
     max_files: int = 64  # images in one multipart request
     default_top_k: int = 3
@@ -41,7 +43,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         positive = {"port": self.port, "max_batch_size": self.max_batch_size, "queue_size": self.queue_size,
                     "max_body_mb": self.max_body_mb, "decode_workers": self.decode_workers,
-                    "max_files": self.max_files, "default_top_k": self.default_top_k}
+                    "max_files": self.max_files, "default_top_k": self.default_top_k,
+                    "max_image_pixels": self.max_image_pixels}
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"Server setting {name} must be positive. Received: {name}={value!r}.",
