@@ -110,22 +110,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict the class of image files with a trained model."""
+    """Predict the class of image files (and folders of them) with a trained model."""
     import cnnkit
-    from cnnkit.errors import CnnkitError
+    from cnnkit.batch import predict_paths
 
     predictor = cnnkit.load(args.run)
-    failures = 0
-    for path in args.images:
-        try:
-            [pred] = predictor.predict_files([path], top_k=args.top_k)
-        except CnnkitError as exc:
-            failures += 1
-            print(f"{path}: error: {exc}", file=sys.stderr)
+    result = predict_paths(predictor, args.images, out=args.out, top_k=args.top_k, progress=args.out is not None)
+    if result.out is not None:
+        print(f"Wrote {len(result.files)} rows ({result.failed} errors) to {result.out}")
+        return 1 if result.failed else 0
+    for item in result.files:
+        pred = item.prediction
+        if pred is None:
+            print(f"{item.path}: error: {item.error}", file=sys.stderr)
             continue
         top = ", ".join(f"{label} {p:.1%}" for label, p in pred.top_k)
-        print(f"{path}: {pred.label} ({pred.probability:.1%})  top-{len(pred.top_k)}: {top}")
-    return 1 if failures else 0
+        print(f"{item.path}: {pred.label} ({pred.probability:.1%})  top-{len(pred.top_k)}: {top}")
+    return 1 if result.failed else 0
 
 
 @command
@@ -208,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help=help_of["predict"])
     p.add_argument("run", help="run folder, .keras file, or exported model.json")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files and folders")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--out", type=Path, help="write a CSV (path,label,probability,top_k,error) instead of printing")
 
     p = sub.add_parser("show", help=help_of["show"])
     p.add_argument("data", nargs="?", default="mnist")
