@@ -170,7 +170,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 @command
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's model (json-h5: the articles' architecture JSON + HDF5 weights)."""
+    """Export a run's model: json-h5 (the articles' JSON + HDF5 pair), onnx, litert, saved_model."""
     from cnnkit.exporting import export_model
 
     out = args.out or Path(args.run) / f"export-{args.format}"
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help=help_of["export"])
     p.add_argument("run", type=Path)
-    p.add_argument("--format", default="json-h5", choices=["json-h5"])
+    p.add_argument("--format", default="json-h5", choices=["json-h5", "onnx", "litert", "saved_model"])
     p.add_argument("--out", type=Path, help="folder (default RUN/export-FORMAT)")
 
     p = sub.add_parser("serve", help=help_of["serve"], description=help_of["serve"])

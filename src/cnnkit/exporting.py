@@ -9,27 +9,76 @@ when imported.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 
 from cnnkit.artifact import H5_METADATA_ATTR, ModelMetadata, check_safe_config, load_model
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import atomic_path, write_text
 
-FORMATS = ("json-h5",)
+FORMATS = ("json-h5", "onnx", "litert", "saved_model")
 JSON_NAME = "model.json"
 WEIGHTS_NAME = "model.weights.h5"
+ONNX_NAME = "model.onnx"
+LITERT_NAME = "model.tflite"
+SAVED_MODEL_NAME = "saved_model"
+SIDECAR_NAME = "cnnkit.json"  # class names, input shape, colour mode, resize: beside every export
 
 
 def export_model(run_or_model: str | Path, out_dir: str | Path, fmt: str = "json-h5") -> list[Path]:
-    """Export the model of a run folder (or ``.keras`` file) into ``out_dir``; return the files written."""
+    """Export the model of a run folder (or ``.keras`` file) into ``out_dir``; return the files written.
+
+    Formats: ``json-h5`` (the articles' pair), ``onnx`` (run it with onnxruntime), ``litert``
+    (``.tflite``), ``saved_model`` (TensorFlow Serving). Every export takes raw ``uint8`` pixels,
+    since preprocessing is part of the model, and comes with ``cnnkit.json`` naming the classes.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown export format. Expected one of {FORMATS}. Received: format={fmt!r}.")
     model, metadata = load_model(run_or_model)
-    return export_json_h5(model, metadata, out_dir)
+    if fmt == "json-h5":
+        return export_json_h5(model, metadata, out_dir)
+    return _export_graph(model, metadata, Path(out_dir), fmt)
+
+
+def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: str) -> list[Path]:
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"Export to {fmt} runs on the TensorFlow backend. Received: KERAS_BACKEND="
+                          f"{keras.backend.backend()}.", "Run the export with KERAS_BACKEND=tensorflow.")
+    if fmt == "onnx":
+        missing = [name for name in ("onnx", "tf2onnx") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(f"ONNX export needs tf2onnx and onnx. Missing: {', '.join(missing)}.",
+                              "Install them with: pip install 'cnnkit[export]'")
+    # A model just loaded from .keras must be called once before export (its graph is not built yet).
+    model(np.zeros((1, *metadata.input_shape), dtype=np.uint8))
+    name = {"onnx": ONNX_NAME, "litert": LITERT_NAME, "saved_model": SAVED_MODEL_NAME}[fmt]
+    target = out / name
+    keras_format = {"saved_model": "tf_saved_model"}.get(fmt, fmt)
+    with atomic_path(target) as tmp:
+        model.export(str(tmp), format=keras_format, verbose=False)
+        if fmt == "onnx":
+            _embed_onnx_metadata(tmp, metadata)
+        if fmt == "saved_model":  # a folder: os.replace needs the old one gone
+            shutil.rmtree(target, ignore_errors=True)
+    sidecar = out / SIDECAR_NAME
+    write_text(sidecar, json.dumps(metadata.to_dict(), indent=2) + "\n")
+    return [target, sidecar]
+
+
+def _embed_onnx_metadata(path: Path, metadata: ModelMetadata) -> None:
+    """Store the metadata in the ONNX file itself (``metadata_props``), so it cannot get lost."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = H5_METADATA_ATTR, json.dumps(metadata.to_dict())
+    onnx.save(proto, str(path))
 
 
 def export_json_h5(model: keras.Model, metadata: ModelMetadata, out_dir: str | Path) -> list[Path]:

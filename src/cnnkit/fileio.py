@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = target.with_name(f"{target.name}{TMP_MARKER}{os.getpid()}{suffix}")
     try:
         yield tmp
-        if tmp.exists():
+        if tmp.is_file():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
+        if tmp.is_dir():  # a folder export (SavedModel) that did not make it
+            shutil.rmtree(tmp)
+        elif tmp.exists():
             tmp.unlink()
 
 
