@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-tf test-jax slow clean
+.PHONY: install browser demo test test-tf test-jax slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# Debian's Chromium for tests/test_page.py (Playwright drives it; never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need $(CHROMIUM): run 'sudo apt-get install -y chromium' (Debian/Ubuntu)," \
+	         "then make test again." >&2; exit 1; \
+	  fi; }
 
 # Fetch MNIST (checksum-verified), look at it, train the default recipe, evaluate once on the
 # test set, and predict one real PNG file with the saved model.
@@ -27,8 +38,8 @@ demo: install
 # The whole suite on TensorFlow, then the backend-portable core again on JAX.
 test: install test-tf test-jax
 
-test-tf: install
-	$(BIN)/python -m pytest -q
+test-tf: install browser
+	CNNKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-jax: install
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backends

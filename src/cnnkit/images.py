@@ -69,8 +69,10 @@ def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x…>" says nothing useful.
+        reason = "not an image in a supported format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise DataError(
-            f"Cannot decode image: {str(exc).rstrip('.')}. Received: {name}.",
+            f"Cannot decode image: {reason.rstrip('.')}. Received: {name}.",
             f"Expected a file in one of these formats: {', '.join(ALLOWED_FORMATS)}.",
         ) from exc
     return image

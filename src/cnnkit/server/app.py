@@ -6,6 +6,7 @@ Endpoints:
   * ``POST /v2/models/{name}[/versions/{version}]/infer``: KServe V2 JSON, one
     ``UINT8`` tensor ``pixels`` ``[N, H, W, C]`` → ``FP32`` ``probabilities`` ``[N, K]``.
   * ``GET /v1/models``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
+  * ``GET /``: a page to draw a digit or upload a photo and see the answer (``static/``).
 
 Decoding runs in a thread pool and inference in the batcher's one thread, so the
 event loop only moves bytes. The app's state lives in :class:`Service`
@@ -17,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import AsyncIterator, Callable, TypeVar
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from cnnkit.predictor import Predictor
 from cnnkit.server import payloads
@@ -35,6 +38,7 @@ from cnnkit.server.metrics import MetricsMiddleware, ServerMetrics
 from cnnkit.server.settings import ServerSettings
 
 V2_OUTPUT = "probabilities"
+STATIC = Path(__file__).parent / "static"
 T = TypeVar("T")
 
 
@@ -182,6 +186,8 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None, *,
     """
     service = Service(predictor, settings or ServerSettings(), infer)
     routes = [
+        Route("/", lambda request: FileResponse(STATIC / "index.html"), methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         Route("/v1/predict", service.predict, methods=["POST"]),
         Route("/v2/models/{name}/infer", service.infer_v2, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", service.infer_v2, methods=["POST"]),

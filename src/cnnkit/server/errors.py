@@ -56,7 +56,7 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     hints = {404: f"No such endpoint. Received: {request.method} {request.url.path}. "
                   "Endpoints: POST /v1/predict, POST /v2/models/{name}/infer, GET /v1/models, "
-                  "GET /livez, GET /readyz, GET /metrics.",
+                  "GET /livez, GET /readyz, GET /metrics, and the page at GET /.",
              405: f"Method not allowed. Received: {request.method} {request.url.path}. "
                   f"Allowed: {(exc.headers or {}).get('Allow', 'see GET /v1/models')}."}
     return error_response(exc.status_code, hints.get(exc.status_code, str(exc.detail)), exc.headers)
