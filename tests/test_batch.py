@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -62,3 +63,31 @@ def test_empty_input_is_a_clear_error(predictor, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="No image files found"):
         predict_paths(predictor, [tmp_path / "empty"], progress=False)
+
+
+WEATHER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "weather"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WEATHER.is_dir(), reason="needs ../shared/datasets/weather")
+def test_weather_batch_matches_the_server(tmp_path):
+    """Issue 4: batch prediction over the weather folder = /v1/predict for the same files."""
+    from starlette.testclient import TestClient
+
+    from cnnkit.server import ServerSettings, create_app
+
+    keras.utils.set_random_seed(0)
+    classes = ["cloudy", "rain", "shine", "sunrise"]
+    predictor = Predictor(build_model("photo", num_classes=4),
+                          ModelMetadata(class_names=classes, input_shape=[96, 96, 3], color_mode="rgb"))
+    result = predict_paths(predictor, [WEATHER], out=tmp_path / "weather.csv", progress=False)
+    files = sorted(p for p in WEATHER.iterdir() if p.is_file())
+    assert [f.path for f in result.files] == files and result.failed == 0  # one row per file
+    with TestClient(create_app(predictor, ServerSettings(max_body_mb=20))) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        for item in result.files[::10]:
+            answer = client.post("/v1/predict", files={"file": (item.path.name, item.path.read_bytes())}).json()
+            top = answer["predictions"][0]
+            assert top["label"] == item.prediction.label, item.path
+            assert top["probability"] == pytest.approx(item.prediction.probability, abs=1e-5)
