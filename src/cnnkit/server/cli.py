@@ -26,7 +26,7 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "host": (str, "address to listen on (default 127.0.0.1: this machine only)"),
     "port": (int, "TCP port (default 8000)"),
     "max_batch_size": (int, "most images per model call (default 32)"),
-    "max_wait_ms": (float, "how long a request waits to share a batch (default 2)"),
+    "max_wait_ms": (float, "how long a request waits to share a batch (default 0: batches form under load)"),
     "queue_size": (int, "requests waiting for the model before answering 503 (default 256)"),
     "max_body_mb": (float, "largest request body in MiB; larger is 413 (default 10)"),
     "model_name": (str, "name in /v2/models/{name}/infer (default: the run folder's name)"),

@@ -29,7 +29,9 @@ class ServerSettings:
     model_name: str = "model"  # the {name} of /v2/models/{name}/infer; must be URL-safe
     model_version: str = "1"
     max_batch_size: int = 32  # images per model call; small CNNs are ~flat in latency up to here
-    max_wait_ms: float = 2.0  # how long the first image of a batch waits for company
+    # 0: a lone request runs at once; under load, batches still form from what queues up while the
+    # model runs. A few ms trade single-request latency for fuller batches.
+    max_wait_ms: float = 0.0  # how long the first image of a batch waits for company
     queue_size: int = 256  # pending requests before 503 + Retry-After (back-pressure, not a backlog)
     max_body_mb: float = 10.0
     # A 10 MB PNG may legally decode to ~190 MB of RGB; 16 M pixels (~48 MB RGB) bounds each decode.
