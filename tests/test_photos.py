@@ -329,3 +329,21 @@ def test_train_on_broken_folder_then_predict_odd_files(capsys, weather, tmp_path
     assert all(line.split(": ")[1].split(" ")[0] in CLASSES for line in lines)
     code, _, err = run_cli(capsys, "predict", run, weather / "shine30.jpg")
     assert code == 1 and f"{weather / 'shine30.jpg'}: error: Cannot decode image" in err
+
+
+def test_training_streams_a_folder_left_on_disk(capsys, weather, tmp_path, monkeypatch):
+    """A folder whose decoded pixels exceed the in-memory limit trains and evaluates from the cache."""
+    import json
+
+    from cnnkit.datasets import photos
+
+    monkeypatch.setattr(photos, "IN_MEMORY_LIMIT", 0)  # every folder is "larger than memory"
+    ds = photos.load_folder(weather, image_size=SIZE)
+    assert type(ds.x_train).__name__ == "LazyImages"
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", weather, "--recipe", "photo", "--image-size", SIZE, "--epochs", 1,
+                           "--out", run)
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_samples"] == len(ds.x_test) and 0 <= metrics["test_accuracy"] <= 1
+    assert (run / "predictions.png").stat().st_size > 1000

@@ -78,7 +78,7 @@ class Predictor:
     def predict_proba(self, images: np.ndarray | LazyImages) -> np.ndarray:
         """Class probabilities ``(N, num_classes)`` for raw ``uint8`` pixels (in memory or on disk)."""
         if isinstance(images, LazyImages):  # read one batch at a time
-            self.check_pixels(images[0:0].take(np.arange(0)))
+            self.check_pixels(np.empty((0, *images.shape[1:]), dtype=images.dtype))  # shape check, no read
             batches = (images.take(np.arange(s, min(s + self.batch_size, len(images))))
                        for s in range(0, len(images), self.batch_size))
         else:

@@ -52,7 +52,7 @@ class LazyImages:
 
     def read(self, file_rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(file_rows), *self.full_shape[1:]), dtype=np.uint8)
-        flat = out.reshape(len(file_rows), -1)
+        flat = out.reshape(len(file_rows), self._row_bytes)
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for i, row in enumerate(file_rows):
