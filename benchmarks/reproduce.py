@@ -14,30 +14,18 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 # article-002's 50 epochs take hours on 2 cores: give it a 30-minute budget instead.
 EXTRA = {"article-002": ["--max-minutes", "30"]}
 DEFAULT = ["article-000", "article-001", "article-004", "article-002"]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
 
 
 def run(preset: str) -> dict:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or connects to anything else
@@ -54,18 +56,6 @@ save_model(build_model("fast"), sys.argv[1], ModelMetadata(class_names=[str(i) f
 """
 
 # -- machine and versions ---------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
 
 
 def versions() -> dict[str, str]:

@@ -50,6 +50,21 @@ def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def wait_ready_http(http, timeout: float = 30.0) -> None:
+    """Poll a real server's /readyz over loopback (it may not be listening yet)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.02)
+
+
 def png_header_bomb(width: int = 9_000, height: int = 9_000) -> bytes:
     """A tiny PNG whose header claims a huge image (a decompression-bomb probe)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -18,7 +18,7 @@ from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.cli import _check_port_free, add_serve_arguments, build_server, serve, settings_from_args  # noqa: E402
 from cnnkit.server.inference import compile_infer  # noqa: E402
-from test_server import tiny_predictor  # noqa: E402
+from test_server import tiny_predictor, wait_ready_http  # noqa: E402
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -87,15 +87,7 @@ def test_real_server_answers_over_loopback_and_drains_on_shutdown():
     pixels = np.random.default_rng(0).integers(0, 256, (28, 28, 1), dtype=np.uint8)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not become ready"
-                time.sleep(0.02)
+            wait_ready_http(http)
             started = time.perf_counter()
             response = http.post("/v1/predict", files={"file": ("d.png", encode_png(pixels), "image/png")})
             latency = time.perf_counter() - started

@@ -12,7 +12,6 @@ import io
 import json
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ pytest.importorskip("uvicorn")
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.cli import build_server  # noqa: E402
-from test_server import LIMIT_MB, png_header_bomb, tiny_predictor  # noqa: E402
+from test_server import LIMIT_MB, png_header_bomb, tiny_predictor, wait_ready_http  # noqa: E402
 
 LIMIT_BYTES = int(LIMIT_MB * 2**20)
 N_REQUESTS = 520
@@ -90,16 +89,8 @@ def live_server():
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
     with httpx.Client(base_url=base, timeout=10) as http:
-        while True:
-            try:
-                if http.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.02)
+        wait_ready_http(http)
     yield base
     server.should_exit = True
     thread.join(15)
