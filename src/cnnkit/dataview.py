@@ -91,14 +91,11 @@ def summarize(target: str) -> str:
 
 def verify(data: str, **folder_options: Any) -> tuple[str, int]:
     """Index and decode a folder without training; return the report and how many files were unusable."""
-    from cnnkit.datasets.folder import index_folder
-    from cnnkit.datasets.photos import _parse_size, decode_report
-    from cnnkit.datasets.pixelcache import decode_all
+    from cnnkit.datasets.photos import decode_report, scan_folder
 
-    manifest = data if str(data).endswith(".csv") else None
-    root = (Path(data).parent if manifest else Path(data))
-    index = index_folder(root, label_regex=folder_options.get("label_regex"), manifest=manifest)
-    decoded = decode_all(index.paths, index.sha256, size=_parse_size(folder_options.get("image_size") or 150),
-                         color_mode=folder_options.get("color_mode", "rgb"), resize=folder_options.get("resize", "stretch"))
+    index, decoded = scan_folder(data, image_size=folder_options.get("image_size") or 150,
+                                 color_mode=folder_options.get("color_mode", "rgb"),
+                                 resize=folder_options.get("resize", "stretch"),
+                                 label_regex=folder_options.get("label_regex"))
     bad = len(index.skipped) + len(decoded.errors)
     return f"{index.report()}\n{decode_report(index, decoded)}\n{bad} unusable files.", bad

@@ -69,10 +69,8 @@ def load(
         )
     if text.endswith(".npz"):
         return load_npz(text)
-    if os.path.isdir(text):
-        return load_folder(text, home=home, **folder_options)
-    if text.endswith(".csv") and os.path.isfile(text):
-        return load_folder(os.path.dirname(text) or ".", manifest=text, home=home, **folder_options)
+    if os.path.isdir(text) or (text.endswith(".csv") and os.path.isfile(text)):
+        return load_folder(text, home=home, **folder_options)  # a .csv is read as a manifest
     raise ConfigError(
         f"Unknown dataset {text!r}. Expected one of: {', '.join(BUILTIN)}, a path to an .npz file, "
         "a folder of images, or a .csv manifest (path,label).",

@@ -43,6 +43,25 @@ def decode_report(index: FolderIndex, decoded: DecodedImages) -> str:
     return "\n".join(lines)
 
 
+def scan_folder(
+    path: str | os.PathLike[str],
+    *,
+    image_size: int | tuple[int, int] = 150,
+    color_mode: str = "rgb",
+    resize: str = "stretch",
+    label_regex: str | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> tuple[FolderIndex, DecodedImages]:
+    """Index a folder (or a ``.csv`` manifest given as ``path``) and decode every file into the cache."""
+    if manifest is None and os.fspath(path).endswith(".csv"):
+        path, manifest = os.path.dirname(os.fspath(path)) or ".", path
+    index = index_folder(path, label_regex=label_regex, manifest=manifest)
+    decoded = decode_all(index.paths, index.sha256, size=_parse_size(image_size), color_mode=color_mode,
+                         resize=resize, home=home)
+    return index, decoded
+
+
 def load_folder(
     path: str | os.PathLike[str],
     *,
@@ -67,9 +86,8 @@ def load_folder(
     Example:
         >>> ds = load_folder("weather", image_size=150, train_per_class=150)  # doctest: +SKIP
     """
-    size = _parse_size(image_size)
-    index = index_folder(path, label_regex=label_regex, manifest=manifest)
-    decoded = decode_all(index.paths, index.sha256, size=size, color_mode=color_mode, resize=resize, home=home)
+    index, decoded = scan_folder(path, image_size=image_size, color_mode=color_mode, resize=resize,
+                                 label_regex=label_regex, manifest=manifest, home=home)
     # Split only what decoded, so a broken file cannot take the place of a training image.
     usable = np.flatnonzero(decoded.ok)
     kept = dataclasses.replace(index, paths=[index.paths[i] for i in usable], labels=index.labels[usable],
