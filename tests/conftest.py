@@ -14,6 +14,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright must never download a browser of its own
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 MNIST_SUBSET = FIXTURES / "mnist_subset.npz"
 
 
@@ -38,3 +41,26 @@ def trained_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "fast"
     return train(TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)
+
+
+def unavailable(reason: str) -> None:
+    """Skip a browser test, or fail it under `make test` (CNNKIT_REQUIRE_BROWSER=1)."""
+    if os.environ.get("CNNKIT_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} `make test` installs what the browser tests need (`make browser`, "
+                    "`make install`); run it, or unset CNNKIT_REQUIRE_BROWSER to skip them.", pytrace=False)
+    pytest.skip(f"{reason} (set CNNKIT_REQUIRE_BROWSER=1 to make this a failure; `make test` does)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed (pip install -e '.[test]').")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium).")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -7,7 +7,6 @@ there; a bare `pytest` without it skips these tests and says why.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import socket
@@ -32,31 +31,7 @@ from cnnkit.server.app import STATIC  # noqa: E402
 from cnnkit.server.cli import build_server  # noqa: E402
 from test_server import tiny_predictor, wait_ready  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path("/tmp/cnnkit_page.png")  # a copy for people to look at
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CNNKIT_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} `make test` installs what the browser tests need (`make browser`, "
-                    "`make install`); run it, or unset CNNKIT_REQUIRE_BROWSER to skip them.", pytrace=False)
-    pytest.skip(f"{reason} (set CNNKIT_REQUIRE_BROWSER=1 to make this a failure; `make test` does)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed (pip install -e '.[test]').")
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium).")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

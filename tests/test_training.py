@@ -22,8 +22,9 @@ from cnnkit.training import split_dataset
 
 from conftest import MNIST_SUBSET
 
-RUN_FILES = ["config.json", "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "history.csv",
-             "history.json", "metrics.json", "model.keras", "per_class.csv", "predictions.png"]
+RUN_FILES = ["config.json", "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "gradcam.png", "history.csv",
+             "history.json", "metrics.json", "model.keras", "per_class.csv", "predictions.png", "reliability.png",
+             "report.html", "samples.png", "top_losses.png"]
 
 
 @pytest.mark.backends

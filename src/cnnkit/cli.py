@@ -8,6 +8,7 @@ exit non-zero without a traceback; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -187,6 +188,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+@command
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Explain a network layer by layer (shapes, formulas, parameters, FLOPs), or `conv` step by step."""
+    if args.target == "conv":
+        from cnnkit.explain.conv import conv_demo
+
+        print(conv_demo())
+        return 0
+    from cnnkit.explain.table import explain
+
+    print(explain(args.target).to_text())
+    return 0
+
+
+@command
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Draw Grad-CAM heatmaps, first-layer filters and feature maps for chosen images."""
+    from cnnkit.explain.inspect import inspect
+
+    out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "inspect"
+    for path in inspect(args.run, args.images, out, layer=args.layer, target=args.target):
+        print(path)
+    return 0
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild a run's self-contained report.html (data, model, curves, errors, Grad-CAM, calibration)."""
+    from cnnkit.report import build_report
+
+    print(build_report(args.run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -236,11 +271,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="json-h5", choices=["json-h5", "onnx", "litert", "saved_model"])
     p.add_argument("--out", type=Path, help="folder (default RUN/export-FORMAT)")
 
+    p = sub.add_parser("explain", help=help_of["explain"], description=help_of["explain"])
+    p.add_argument("target", help="`conv` (the arithmetic walk-through), a preset name, a run folder or .keras file")
+
+    p = sub.add_parser("inspect", help=help_of["inspect"], description=help_of["inspect"])
+    p.add_argument("run", type=Path, help="run folder or .keras file")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--out", type=Path, help="folder for the figures (default RUN/inspect)")
+    p.add_argument("--layer", help="layer for feature maps and Grad-CAM (default: the last convolutional one)")
+    p.add_argument("--target", help="class to explain (default: each image's predicted class)")
+
+    p = sub.add_parser("report", help=help_of["report"], description=help_of["report"])
+    p.add_argument("run", type=Path)
+
     p = sub.add_parser("serve", help=help_of["serve"], description=help_of["serve"])
     from cnnkit.server.cli import add_serve_arguments
 
     add_serve_arguments(p)
     return parser
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and with it the backend) with C++ start-up logging kept off the terminal.
+
+    TensorFlow 2.21 writes absl INFO lines ("oneDNN custom operations are on", "All log messages
+    before absl::InitializeLog() ...") straight to file descriptor 2 while it loads, before
+    TF_CPP_MIN_LOG_LEVEL takes effect; on CPUs where oneDNN is enabled every command would start
+    with them. Python errors raised by the import still propagate, after stderr is restored.
+    """
+    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        importlib.import_module("keras")  # for its side effect: loading the backend
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -273,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     from cnnkit.errors import CnnkitError
 
     try:
+        if not args.debug:
+            _import_keras_quietly()
         return COMMANDS[args.command](args)
     except CnnkitError as exc:
         if args.debug:

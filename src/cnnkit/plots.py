@@ -35,7 +35,7 @@ _HISTORY_PANELS = (
 )
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Lay out ``fig``, write it as PNG atomically, and release its memory."""
     FigureCanvasAgg(fig)
     try:
@@ -98,7 +98,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -166,7 +166,7 @@ def plot_confusion_matrix(
             dark = image.norm(value) > 0.5
             ax.text(col, row, fmt.format(value), ha="center", va="center",
                     fontsize=cell_size, color="white" if dark else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -243,4 +243,4 @@ def plot_image_grid(
         ax.set_yticks([])
     if suptitle:
         fig.suptitle(suptitle)
-    return _save(fig, path)
+    return save_figure(fig, path)

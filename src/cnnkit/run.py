@@ -16,11 +16,13 @@ import numpy as np
 from cnnkit import artifact, datasets
 from cnnkit.datasets import Dataset
 from cnnkit.errors import ConfigError
+from cnnkit.diagnostics import calibration
 from cnnkit.evaluation import evaluate_probabilities, write_evaluation
 from cnnkit.fileio import write_json, write_text
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
+from cnnkit.report import build_report
 from cnnkit.config import TrainConfig
 from cnnkit.training import fit, metadata_for, read_config
 
@@ -95,7 +97,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
     metadata = metadata_for(dataset, config)
     artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
-    metrics = evaluate_run_model(Predictor(fitted.model, metadata), dataset, run_dir)
+    predictor = Predictor(fitted.model, metadata)
+    metrics, probs = evaluate_run_model(predictor, dataset, run_dir)
     history = fitted.history
     epochs = len(history.get("loss", []))
     seconds = sum(history.get("epoch_seconds", []))  # fit + per-epoch validation, resumed epochs included
@@ -109,21 +112,26 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     })
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)
+    build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs)
     shutil.rmtree(run_dir / artifact.CHECKPOINT_DIR, ignore_errors=True)  # finished: the model is saved
     return RunResult(run_dir, metrics)
 
 
-def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
-    """Evaluate on the test set and write the confusion matrix, per-class table and prediction grid."""
+def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """Evaluate on the test set and write the confusion matrix, per-class table and prediction grid.
+
+    Returns the metrics and the test-set probabilities.
+    """
     start = time.perf_counter()
     probs = predictor.predict_proba(dataset.x_test)
     seconds = time.perf_counter() - start
     result = evaluate_probabilities(dataset.y_test, probs, dataset.class_names)
     write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
     metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
-               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1)}
+               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1),
+               "ece": calibration(dataset.y_test, probs).ece}
     metrics.update({k: v for k, v in result.to_dict().items() if k not in ("accuracy", "loss", "confusion")})
-    return metrics
+    return metrics, probs
 
 
 def evaluate(run_dir: str | Path) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     predictor = Predictor.from_artifact(run_dir)
-    metrics = evaluate_run_model(predictor, load_data(config), run_dir)
+    metrics, _ = evaluate_run_model(predictor, load_data(config), run_dir)
     previous = artifact.read_json(run_dir / artifact.METRICS)
     write_json(run_dir / artifact.METRICS, {**previous, **metrics})
     return metrics
