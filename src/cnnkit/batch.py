@@ -9,6 +9,7 @@ stopping the job.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -77,6 +78,42 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start:start + size]
 
 
+def decode_file(predictor: Predictor, path: str | os.PathLike[str]) -> np.ndarray | str:
+    """One file's pixels as the model wants them, or the reason it cannot be read (never raises for bad files)."""
+    height, width, _ = predictor.input_shape
+    meta = predictor.metadata
+    try:
+        return decode_image(path, size=(height, width), color_mode=meta.color_mode, resize=meta.resize)
+    except CnnkitError as exc:
+        return exc.message
+
+
+def predict_chunk(predictor: Predictor, paths: Sequence[Path], *, top_k: int = 3,
+                  pool: ThreadPoolExecutor | None = None) -> list[FileResult]:
+    """Decode ``paths`` (on ``pool`` when given) and predict the good ones in one go; one result per path, in order.
+
+    Shared by :func:`predict_paths` and the Ray engine (:mod:`cnnkit.batch_ray`), so both give the same rows.
+    """
+    decode = functools.partial(decode_file, predictor)
+    decoded = list(pool.map(decode, paths) if pool is not None else map(decode, paths))
+    good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
+    predictions = iter(predictor.predict(np.stack([decoded[i] for i in good]), top_k=top_k) if good else [])
+    results = []
+    for path, item in zip(paths, decoded):
+        ok = isinstance(item, np.ndarray)
+        results.append(FileResult(Path(path), next(predictions) if ok else None, "" if ok else item))
+    return results
+
+
+def write_csv(out: str | Path, files: Sequence[FileResult]) -> None:
+    """Write one row per file (:data:`CSV_FIELDS`) atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(f.row() for f in files)
+    write_text(out, buffer.getvalue())
+
+
 def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]], *, out: str | Path | None = None,
                   top_k: int = 3, batch_size: int = 256, workers: int | None = None,
                   progress: bool = True) -> BatchResult:
@@ -86,15 +123,6 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
         >>> predict_paths(cnnkit.load("runs/a"), ["photos/"], out="predictions.csv")  # doctest: +SKIP
     """
     paths = expand_inputs(inputs)
-    height, width, _ = predictor.input_shape
-    meta = predictor.metadata
-
-    def decode(path: Path) -> np.ndarray | str:
-        try:
-            return decode_image(path, size=(height, width), color_mode=meta.color_mode, resize=meta.resize)
-        except CnnkitError as exc:
-            return exc.message
-
     bar = None
     if progress:
         import keras
@@ -103,18 +131,9 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
     results: list[FileResult] = []
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for chunk in _chunks(paths, batch_size):
-            decoded = list(pool.map(decode, chunk))
-            good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
-            predictions = iter(predictor.predict(np.stack([decoded[i] for i in good]), top_k=top_k) if good else [])
-            for path, item in zip(chunk, decoded):
-                ok = isinstance(item, np.ndarray)
-                results.append(FileResult(path, next(predictions) if ok else None, "" if ok else item))
+            results.extend(predict_chunk(predictor, chunk, top_k=top_k, pool=pool))
             if bar is not None:
                 bar.add(len(chunk))
     if out is not None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(f.row() for f in results)
-        write_text(out, buffer.getvalue())
+        write_csv(out, results)
     return BatchResult(files=results, out=Path(out) if out else None)

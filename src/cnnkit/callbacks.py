@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import keras
 
-from cnnkit import artifact
+from cnnkit import artifact, distributed
 from cnnkit.fileio import write_json, write_text
 
 
@@ -54,8 +54,11 @@ class RunRecorder(keras.callbacks.Callback):
         for key, value in logs.items():
             value = float(value)
             self.history.setdefault(key, []).append(value if math.isfinite(value) else float("nan"))
+        if not distributed.is_chief():  # the other processes of a data-parallel run write nothing
+            return
         state = {"epoch": epoch + 1, "history": self.history}
-        artifact.save_model(self.model, self.run_dir / artifact.CHECKPOINT, self.metadata_for(state))
+        with distributed.without_distribution():  # process 0 alone: nothing here may wait for the others
+            artifact.save_model(self.model, self.run_dir / artifact.CHECKPOINT, self.metadata_for(state))
         write_json(self.run_dir / artifact.HISTORY_JSON, self.history)
         write_text(self.run_dir / artifact.HISTORY_CSV, history_to_csv(self.history))
 

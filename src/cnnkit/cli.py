@@ -47,6 +47,11 @@ def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True
     p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
     p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
     p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
+    p.add_argument("--distribute", choices=["data-parallel"],
+                   help="train on every device (JAX backend); --batch-size is the global batch")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="data-parallel over processes: process 0's address")
+    p.add_argument("--num-processes", type=int, metavar="N", help="data-parallel: processes in the run")
+    p.add_argument("--process-id", type=int, metavar="I", help="data-parallel: this process, 0 … N-1 (0 writes)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
@@ -100,6 +105,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search a recipe's hyperparameters with Optuna (several workers may share one study); keep the best run."""
+    from cnnkit.tune import tune
+
+    out = args.out or Path("runs") / f"tune-{args.study}"
+    result = tune(_config(args, args.data), study=args.study, storage=args.storage, trials=args.trials, out=out,
+                  overwrite=args.overwrite)
+    print(f"Study {result.study!r}: {result.trials} trials; best #{result.best_trial}, "
+          f"validation accuracy {result.best_value:.2%}, {result.best_params}")
+    if result.run is not None:
+        _print_metrics(result.run)
+    return 0
+
+
+@command
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a run's model on its test set again."""
     from cnnkit.run import evaluate
@@ -115,8 +135,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import cnnkit
     from cnnkit.batch import predict_paths
 
-    predictor = cnnkit.load(args.run)
-    result = predict_paths(predictor, args.images, out=args.out, top_k=args.top_k, progress=args.out is not None)
+    if args.engine != "ray" and (args.ray_address or args.ray_actors):
+        from cnnkit.errors import ConfigError
+        raise ConfigError(f"--ray-address and --ray-actors apply to Ray. Received: engine={args.engine!r}.",
+                          "Add --engine ray.")
+    if args.engine == "ray":
+        from cnnkit.batch_ray import predict_paths_ray
+
+        result = predict_paths_ray(args.run, args.images, out=args.out, top_k=args.top_k, address=args.ray_address,
+                                   actors=args.ray_actors, progress=args.out is not None)
+    else:
+        result = predict_paths(cnnkit.load(args.run), args.images, out=args.out, top_k=args.top_k,
+                               progress=args.out is not None)
     if result.out is not None:
         print(f"Wrote {len(result.files)} rows ({result.failed} errors) to {result.out}")
         return 1 if result.failed else 0
@@ -239,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset instead of the article's own (e.g. an .npz subset for a quick check)")
     _add_train_options(p, recipe_option=False)
 
+    p = sub.add_parser("tune", help=help_of["tune"], description=help_of["tune"])
+    p.add_argument("data", nargs="?", default="mnist", help="as for `cnnkit train`")
+    p.add_argument("--recipe", "--preset", dest="preset", help="the preset to search around (default as for train)")
+    p.add_argument("--trials", type=int, default=20, help="trials the study should hold, all workers together")
+    p.add_argument("--study", required=True, help="study name, the same for every worker")
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="database the workers share: sqlite:///tune.db (one machine) or postgresql://… (several)")
+    p.add_argument("--from", dest="data_source", metavar="PATH")
+    for option in ("--epochs", "--steps-per-epoch", "--train-limit", "--test-limit", "--seed"):
+        p.add_argument(option, type=int, metavar="N", default=0 if option == "--seed" else None)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="the split every trial is scored on")
+    p.add_argument("--out", type=Path, help="run folder for the best trial (default runs/tune-STUDY)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild --out from the study's best trial")
+
     p = sub.add_parser("evaluate", help=help_of["evaluate"])
     p.add_argument("run", type=Path)
 
@@ -247,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files and folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--out", type=Path, help="write a CSV (path,label,probability,top_k,error) instead of printing")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: spread the files over Ray actors (pip install 'cnnkit[ray]'); same rows")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="Ray cluster to run on (default: a local loopback one)")
+    p.add_argument("--ray-actors", type=int, metavar="N", help="model replicas on Ray (default: one per CPU)")
 
     p = sub.add_parser("show", help=help_of["show"])
     p.add_argument("data", nargs="?", default="mnist")

@@ -40,6 +40,11 @@ class TrainConfig:
     label_regex: str | None = None  # class from the file name (flat folders)
     test_fraction: float = 0.2
     train_per_class: int | None = None  # article 003's protocol: N training images per class, rest held out
+    # Data-parallel training (cnnkit.distributed); None everywhere: one device, as before.
+    distribute: str | None = None  # "data-parallel": every device of every process (JAX backend)
+    coordinator: str | None = None  # HOST:PORT of process 0, for runs of several processes
+    num_processes: int | None = None
+    process_id: int | None = None  # this process; 0 writes the run folder
 
     @property
     def is_folder(self) -> bool:
@@ -83,6 +88,9 @@ class TrainConfig:
         for ok, message, option in checks:
             if not ok:
                 raise ConfigError(message, f"Fix the {option} option.")
+        from cnnkit.distributed import check_options  # here, not at the top: it imports Keras
+
+        check_options(resolved)
         return resolved
 
     def to_dict(self) -> dict[str, Any]:

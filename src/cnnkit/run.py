@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnnkit import artifact, datasets
+from cnnkit import artifact, datasets, distributed
 from cnnkit.datasets import Dataset
 from cnnkit.errors import ConfigError
 from cnnkit.diagnostics import calibration
@@ -80,25 +80,30 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     """
     run_dir = Path(out)
     if resume:
-        config = read_config(run_dir)
+        config = distributed.relaunch(read_config(run_dir), config)  # this launch's --process-id, --coordinator
         if (run_dir / artifact.MODEL).is_file() and not (run_dir / artifact.CHECKPOINT).is_file():
             raise ConfigError(f"Run {run_dir} already finished; nothing to resume.",
                               "Start a new run with another --out.")
     config = config.resolve()
     dataset = load_data(config)  # before touching the run folder: a bad path leaves nothing behind
-    _prepare_folder(run_dir, resume, overwrite)
-    write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
-                                           "environment": environment()})
+    distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
+    chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
+    if chief:
+        _prepare_folder(run_dir, resume, overwrite)
+        write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
+                                               "environment": environment()})
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:
         print(dataset.report)
-        write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
+        if chief:
+            write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
     fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
     metadata = metadata_for(dataset, config)
-    artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
+    if chief:
+        artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
     predictor = Predictor(fitted.model, metadata)
-    metrics, probs = evaluate_run_model(predictor, dataset, run_dir)
+    metrics, probs = evaluate_run_model(predictor, dataset, run_dir, write=chief)
     history = fitted.history
     epochs = len(history.get("loss", []))
     seconds = sum(history.get("epoch_seconds", []))  # fit + per-epoch validation, resumed epochs included
@@ -110,6 +115,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         "train_seconds": round(seconds, 3),
         "train_images_per_second": round(epochs * fitted.images_per_epoch / seconds, 1) if seconds else None,
     })
+    if not chief:  # same metrics as process 0, which writes them
+        return RunResult(run_dir, metrics)
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)
     build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs)
@@ -117,8 +124,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     return RunResult(run_dir, metrics)
 
 
-def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
-    """Evaluate on the test set and write the confusion matrix, per-class table and prediction grid.
+def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
+                       write: bool = True) -> tuple[dict[str, Any], np.ndarray]:
+    """Evaluate on the test set; write the confusion matrix, per-class table and prediction grid.
+
+    ``write=False`` (the other processes of a data-parallel run) computes the same and writes nothing.
 
     Returns the metrics and the test-set probabilities.
     """
@@ -126,7 +136,8 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path) ->
     probs = predictor.predict_proba(dataset.x_test)
     seconds = time.perf_counter() - start
     result = evaluate_probabilities(dataset.y_test, probs, dataset.class_names)
-    write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
+    if write:
+        write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
     metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
                "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1),
                "ece": calibration(dataset.y_test, probs).ece}

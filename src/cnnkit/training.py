@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnnkit import artifact
+from cnnkit import artifact, distributed
 from cnnkit.callbacks import RunRecorder, TimeBudget
 from cnnkit.config import TrainConfig
 from cnnkit.datasets import Dataset, stratified_split
@@ -112,11 +112,12 @@ class FitResult:
 
 
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-        verbose: int | str = "auto") -> FitResult:
+        verbose: int | str = "auto", callbacks: list[keras.callbacks.Callback] | None = None) -> FitResult:
     """Train into ``run_dir``; return the model and its history.
 
     With ``resume=True`` the model, optimizer state, schedule position and history
     come from ``run_dir/checkpoints/last.keras`` and training continues at the next epoch.
+    ``callbacks`` are extra Keras callbacks, run before cnnkit's own recorder.
     """
     run_dir = Path(run_dir)
     preset = get_preset(config.preset)
@@ -128,7 +129,7 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     history: dict[str, list[float]] = {}
     initial_epoch = 0
     checkpoint = run_dir / artifact.CHECKPOINT
-    if resume:
+    if resume and distributed.is_chief():  # the other processes of a data-parallel run write nothing
         remove_stale_temporaries(run_dir)
     if resume and not checkpoint.is_file():
         print(f"No completed epoch to resume from in {run_dir}; starting from epoch 1.")
@@ -144,15 +145,18 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
     if initial_epoch < config.epochs:
-        if isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
+        if distributed.is_active():  # data-parallel: this process's share of every global batch
+            inputs, epoch_order = distributed.fit_inputs(split, config, initial_epoch)
+            callbacks = [*epoch_order, *(callbacks or [])]
+        elif isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
             inputs = {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
                       "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}
         else:  # in memory: Keras slices the arrays itself, no Python per batch
             inputs = {"x": split.x_train, "y": split.y_train, "validation_data": (split.x_val, split.y_val),
                       "batch_size": config.batch_size, "shuffle": True}
         model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
-                  callbacks=_callbacks(config, recorder), verbose=verbose)
-    return FitResult(model, recorder.history, len(split.x_train), len(split.x_val),
+                  callbacks=[*(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
+    return FitResult(distributed.to_local(model), recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size))
 
 
