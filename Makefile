@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install browser demo test test-tf test-jax slow clean
+.PHONY: install browser bench-deps demo test test-tf test-jax slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ browser:
 	    echo "The browser tests need $(CHROMIUM): run 'sudo apt-get install -y chromium' (Debian/Ubuntu)," \
 	         "then make test again." >&2; exit 1; \
 	  fi; }
+
+# What benchmarks/ needs beyond the test extras: the CPU build of PyTorch for the time-to-accuracy
+# baseline (plain `pip install torch` pulls ~3 GB of CUDA wheels; the +cpu build is 192 MB and comes
+# from this machine's pip index, or elsewhere from --index-url https://download.pytorch.org/whl/cpu).
+bench-deps: install
+	$(BIN)/python -m pip install --quiet "torch==2.13.0+cpu"
 
 # Fetch MNIST (checksum-verified), look at it, train the default recipe, evaluate once on the
 # test set, and predict one real PNG file with the saved model.

@@ -142,3 +142,61 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert history["loss"][:completed] == before["loss"][:completed]
     assert (run_dir / "model.keras").is_file() and not (run_dir / "checkpoints").exists()
     assert not [p for p in run_dir.rglob(f"*{TMP_MARKER}*")]
+
+
+def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path):
+    from cnnkit.artifact import load_model
+
+    config = TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, precision="mixed_bfloat16")
+    result = train(config, tmp_path / "run", verbose=0)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["precision"] == "mixed_bfloat16"
+    model, _ = load_model(tmp_path / "run")
+    # Trained with bfloat16 arithmetic, saved computing in float32: it runs the same on every machine.
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert result.metrics["test_accuracy"] > 0.9  # float32: 0.955 with this seed (chance: 0.1)
+
+
+def test_auto_precision_uses_bfloat16_only_where_it_is_fast(monkeypatch):
+    import dataclasses
+
+    from cnnkit import models
+    from cnnkit.presets import get_preset
+
+    mixed = dataclasses.replace(get_preset("fast"), precision="mixed_bfloat16")
+    monkeypatch.setattr(models, "bfloat16_is_fast", lambda: False)
+    assert models.resolve_precision(None, mixed) == "float32"
+    assert models.resolve_precision("mixed_bfloat16", mixed) == "mixed_bfloat16"  # asked for explicitly
+    monkeypatch.setattr(models, "bfloat16_is_fast", lambda: True)
+    assert models.resolve_precision("auto", mixed) == "mixed_bfloat16"
+    assert models.resolve_precision(None, get_preset("article-000")) == "float32"
+    with pytest.raises(ConfigError, match="Received: precision='fp8'"):
+        models.resolve_precision("fp8", mixed)
+
+
+def test_read_config_brings_back_what_the_run_was_trained_with(tmp_path):
+    import dataclasses
+
+    from cnnkit.presets import PRESETS, get_preset
+    from cnnkit.training import read_config
+
+    # A tuned preset (cnnkit tune) is not in a fresh process's registry: it comes from config.json.
+    tuned = dataclasses.replace(get_preset("fast"), name="fast-tuned-test", batch_size=64)
+    run = tmp_path / "tuned"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {"preset": tuned.name, "data": "mnist"},
+                                                 "preset": tuned.to_dict()}))
+    try:
+        assert read_config(run).preset == tuned.name
+        assert PRESETS[tuned.name] == tuned
+    finally:
+        PRESETS.pop(tuned.name, None)
+    # A photo run recorded before image_size was: decoded at the size the model was trained on.
+    old = tmp_path / "old"
+    old.mkdir()
+    photo96 = dataclasses.replace(get_preset("photo"), input_shape=(96, 96, 3))
+    (old / "config.json").write_text(json.dumps({"train": {"preset": "photo", "data": str(tmp_path)},
+                                                 "preset": photo96.to_dict()}))
+    assert read_config(old).image_size == 96
+    # New folder runs record it.
+    assert TrainConfig(data=str(tmp_path)).resolve().image_size == get_preset("photo").input_shape[0]

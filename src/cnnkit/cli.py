@@ -47,6 +47,9 @@ def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True
     p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
     p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
     p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
+                   help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 "
+                        "in hardware); the saved model computes in float32")
     p.add_argument("--distribute", choices=["data-parallel"],
                    help="train on every device (JAX backend); --batch-size is the global batch")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="data-parallel over processes: process 0's address")

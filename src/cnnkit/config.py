@@ -40,6 +40,9 @@ class TrainConfig:
     label_regex: str | None = None  # class from the file name (flat folders)
     test_fraction: float = 0.2
     train_per_class: int | None = None  # article 003's protocol: N training images per class, rest held out
+    # Compute precision: None = the preset's choice where this machine runs it fast, else float32
+    # (cnnkit.models.resolve_precision). The saved model always computes in float32.
+    precision: str | None = None
     # Data-parallel training (cnnkit.distributed); None everywhere: one device, as before.
     distribute: str | None = None  # "data-parallel": every device of every process (JAX backend)
     coordinator: str | None = None  # HOST:PORT of process 0, for runs of several processes
@@ -88,9 +91,14 @@ class TrainConfig:
         for ok, message, option in checks:
             if not ok:
                 raise ConfigError(message, f"Fix the {option} option.")
-        from cnnkit.distributed import check_options  # here, not at the top: it imports Keras
+        from cnnkit.distributed import check_options  # here, not at the top: they import Keras
+        from cnnkit.models import resolve_precision
 
         check_options(resolved)
+        resolved = dataclasses.replace(resolved, precision=resolve_precision(self.precision, preset))
+        if resolved.is_folder and resolved.image_size is None and preset.input_shape[0] == preset.input_shape[1]:
+            # Recorded in config.json, so the run is evaluated later at the size it was trained on.
+            resolved = dataclasses.replace(resolved, image_size=preset.input_shape[0])
         return resolved
 
     def to_dict(self) -> dict[str, Any]:

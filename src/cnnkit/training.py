@@ -26,8 +26,8 @@ from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.stream import BatchStream
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import remove_stale_temporaries
-from cnnkit.models import build_model, make_optimizer
-from cnnkit.presets import Preset, get_preset
+from cnnkit.models import build_model, make_optimizer, to_float32
+from cnnkit.presets import PRESETS, Preset, get_preset, register
 
 
 @dataclass
@@ -139,7 +139,8 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         initial_epoch, history = int(state.get("epoch", 0)), state.get("history", {})
         print(f"Resuming {run_dir} after epoch {initial_epoch}/{config.epochs}.")
     else:
-        model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                            precision=config.precision or "float32")
         compile_model(model, preset, config, steps)
     recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
     if verbose == "auto":
@@ -156,7 +157,7 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
                       "batch_size": config.batch_size, "shuffle": True}
         model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
                   callbacks=[*(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
-    return FitResult(distributed.to_local(model), recorder.history, len(split.x_train), len(split.x_val),
+    return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size))
 
 
@@ -166,5 +167,14 @@ def read_config(run_dir: Path) -> TrainConfig:
     if not path.is_file():
         raise ArtifactError(f"No {artifact.CONFIG} in {run_dir}: not a cnnkit run folder.",
                             "Pass the folder that `cnnkit train --out` wrote.")
+    saved = json.loads(path.read_text())
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in json.loads(path.read_text())["train"].items() if k in fields})
+    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in fields})
+    recorded = saved.get("preset")
+    if recorded and config.preset not in PRESETS:  # a tuned preset (cnnkit tune): bring it back
+        register(Preset.from_dict(recorded))
+    if recorded and config.is_folder and config.image_size is None:
+        # Runs made before the size was recorded: decode at the size the model was trained on,
+        # not at whatever the preset says today.
+        config = dataclasses.replace(config, image_size=int(recorded["input_shape"][0]))
+    return config
