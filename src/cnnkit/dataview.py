@@ -15,6 +15,15 @@ from cnnkit.plots import plot_image_grid
 from cnnkit.presets import PRESETS, get_preset
 
 
+def classes_in_turn(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Indices ordered so the classes take turns: first of class 0, first of class 1, …, second of class 0 …"""
+    labels = np.asarray(labels)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in range(num_classes):
+        rank[labels == c] = np.arange(int((labels == c).sum()))
+    return np.lexsort((labels, rank))
+
+
 def _title_prefix(name: str) -> str:
     return "Digit" if name == "mnist" else "Label"
 
@@ -35,10 +44,7 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
     n = min(count, len(x))
     if dataset.report:  # a photo folder is sorted by class: show the classes in turn instead
-        rank = np.zeros(len(y), dtype=np.int64)
-        for c in range(dataset.num_classes):
-            rank[y == c] = np.arange(int((y == c).sum()))
-        order = np.lexsort((y, rank))[:n]
+        order = classes_in_turn(y, dataset.num_classes)[:n]
     else:  # the articles show the first images ("Digit: 5" first)
         order = np.arange(n)
     x, y = x[order], y[order]

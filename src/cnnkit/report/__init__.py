@@ -20,6 +20,7 @@ import numpy as np
 from cnnkit import artifact
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.lazy import take_rows
+from cnnkit.dataview import classes_in_turn
 from cnnkit.diagnostics import Calibration, calibration, plot_reliability, top_losses
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import write_text
@@ -112,14 +113,13 @@ def _data(run_dir: Path, dataset: Dataset, metrics: dict) -> Section:
     body = (f"<p>{h.esc(dataset.name)} from {h.esc(dataset.source or '–')}: input {h.esc(dataset.input_shape)}, "
             f"{dataset.num_classes} classes; training {metrics.get('train_size', '–')}, validation "
             f"{metrics.get('val_size', '–')}, test {len(dataset.y_test)} images.</p>")
-    body += h.table(("class", "train + validation", "test"), rows)
+    # MNIST-like data carves validation out of x_train during fit; folders come with it split off.
+    train_header = "train + validation" if dataset.x_val is None else "train"
+    body += h.table(("class", train_header, "test"), rows)
     if dataset.report:
         body += h.pre(dataset.report)
     # One image per class in turn, so every class shows up in the grid.
-    rank = np.zeros(len(y), dtype=np.int64)
-    for c in range(dataset.num_classes):
-        rank[y == c] = np.arange(int((y == c).sum()))
-    order = np.sort(np.lexsort((y, rank))[:SAMPLE_COUNT])
+    order = np.sort(classes_in_turn(y, dataset.num_classes)[:SAMPLE_COUNT])
     titles = [f"Label: {dataset.class_names[label]}" for label in y[order]]
     plot_image_grid(take_rows(dataset.x_train, order), titles, run_dir / SAMPLES_PNG)
     body += h.image(run_dir / SAMPLES_PNG, "sample training images", "Training images as the model receives them.")
