@@ -39,7 +39,7 @@ demo: install
 	$(BIN)/cnnkit show mnist --split test --out $(RUN)-samples.png --save-images $(RUN)-digits
 	$(BIN)/cnnkit train mnist --recipe fast --out $(RUN) --overwrite
 	$(BIN)/cnnkit predict $(RUN) $(RUN)-digits/*.png
-	@echo "Run folder: $(RUN) (model.keras, metrics.json, curves.png, confusion_matrix.png, predictions.png)"
+	@echo "Run folder: $(RUN) (model.keras, metrics.json, curves.png, confusion_matrix.png, predictions.png, report.html)"
 
 # The whole suite on TensorFlow, then the backend-portable core again on JAX.
 test: install test-tf test-jax
