@@ -22,7 +22,6 @@ import numpy as np
 from cnnkit.datasets.folder import IMAGE_SUFFIXES
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.fileio import write_text
-from cnnkit.images import decode_image
 from cnnkit.predictor import Prediction, Predictor
 
 CSV_FIELDS = ["path", "label", "probability", "top_k", "error"]
@@ -80,10 +79,8 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
 
 def decode_file(predictor: Predictor, path: str | os.PathLike[str]) -> np.ndarray | str:
     """One file's pixels as the model wants them, or the reason it cannot be read (never raises for bad files)."""
-    height, width, _ = predictor.input_shape
-    meta = predictor.metadata
     try:
-        return decode_image(path, size=(height, width), color_mode=meta.color_mode, resize=meta.resize)
+        return predictor.decode(path)
     except CnnkitError as exc:
         return exc.message
 

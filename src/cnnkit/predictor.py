@@ -20,7 +20,7 @@ import numpy as np
 from cnnkit.artifact import ModelMetadata, load_model
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.errors import DataError
-from cnnkit.images import decode_image
+from cnnkit.images import ImageSource, decode_image
 
 
 @dataclass
@@ -89,13 +89,15 @@ class Predictor:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    def decode(self, source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
+        """One image (a path or its bytes) decoded to the model's input: size, colour mode and resize policy."""
+        height, width, _ = self.input_shape
+        return decode_image(source, size=(height, width), color_mode=self.metadata.color_mode,
+                            resize=self.metadata.resize, max_pixels=max_pixels)
+
     def load_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Decode image files into the model's input shape with the shared decoder."""
-        height, width, _ = self.input_shape
-        return np.stack([
-            decode_image(p, size=(height, width), color_mode=self.metadata.color_mode, resize=self.metadata.resize)
-            for p in paths
-        ]) if paths else np.zeros((0, *self.input_shape), dtype=np.uint8)
+        return np.stack([self.decode(p) for p in paths]) if paths else np.zeros((0, *self.input_shape), dtype=np.uint8)
 
     def predict(self, images: np.ndarray, top_k: int = 3) -> list[Prediction]:
         """Labelled predictions for raw ``uint8`` pixels."""

@@ -19,7 +19,6 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from cnnkit.errors import DataError
-from cnnkit.images import decode_image
 from cnnkit.predictor import Predictor
 from cnnkit.server.errors import ApiError
 
@@ -86,10 +85,8 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[tup
 
 def decode_for(predictor: Predictor, data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Decode one uploaded image to the model's input shape (runs in a worker thread)."""
-    height, width, _ = predictor.input_shape
     try:
-        return decode_image(data, size=(height, width), color_mode=predictor.metadata.color_mode,
-                            resize=predictor.metadata.resize, max_pixels=max_pixels)
+        return predictor.decode(data, max_pixels=max_pixels)
     except DataError as exc:
         raise ApiError(422, f"{name}: {exc}") from None
 
