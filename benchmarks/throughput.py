@@ -8,7 +8,8 @@ Run from the repository root (MNIST is fetched and verified on first use):
 For each recipe the same architecture (cnnkit's `build_model`) is trained on the same in-memory
 MNIST images with the recipe's optimizer and batch size, one warm-up epoch and then `--epochs`
 timed epochs, by:
-- cnnkit: `cnnkit.training.fit` — its callbacks, per-epoch checkpoint and validation included;
+- cnnkit: `cnnkit.training.fit` — its callbacks, per-epoch checkpoint and validation included
+  (an epoch is timed from its start to the next epoch's start, or to the end of `fit`);
 - bare `model.fit`, Keras' defaults (`jit_compile="auto"`, i.e. XLA on TensorFlow);
 - bare `model.fit` with `jit_compile=False`, cnnkit's compile setting.
 Each bare run validates on the same validation split, as cnnkit does, so the work per epoch matches.
@@ -36,6 +37,12 @@ OUT = ROOT / "benchmarks" / "out"
 
 
 class EpochTimer:
+    """Wall time per epoch, from one epoch's start to the next's (or to the end of ``fit``).
+
+    Everything a training loop does between epochs (validation, checkpoints, history files) is
+    inside the window; only the first epoch (tracing, warm-up) is left out by the callers.
+    """
+
     def __init__(self) -> None:
         import keras
 
@@ -43,13 +50,14 @@ class EpochTimer:
 
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                timer._start = time.perf_counter()
+                timer.starts.append(time.perf_counter())
 
-            def on_epoch_end(self, epoch, logs=None):
-                timer.seconds.append(time.perf_counter() - timer._start)
-
-        self.seconds: list[float] = []
+        self.starts: list[float] = []
         self.callback = Callback()
+
+    def seconds(self, end: float) -> list[float]:
+        marks = [*self.starts, end]
+        return [b - a for a, b in zip(marks, marks[1:])]
 
 
 def data(images: int):
@@ -77,7 +85,8 @@ def cnnkit_fit(recipe: str, arrays, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         fit(dataset, TrainConfig(preset=recipe, epochs=epochs + 1, schedule="constant").resolve(), Path(tmp) / "run",
             verbose=0, callbacks=[timer.callback])
-    return len(x_tr) / statistics.median(timer.seconds[1:])
+        end = time.perf_counter()
+    return len(x_tr) / statistics.median(timer.seconds(end)[1:])
 
 
 def bare_fit(recipe: str, arrays, epochs: int, jit_compile) -> float:
@@ -95,7 +104,7 @@ def bare_fit(recipe: str, arrays, epochs: int, jit_compile) -> float:
     timer = EpochTimer()
     model.fit(x_tr, y_tr, validation_data=(x_val, y_val), batch_size=preset.batch_size, epochs=epochs + 1,
               verbose=0, callbacks=[timer.callback])
-    return len(x_tr) / statistics.median(timer.seconds[1:])
+    return len(x_tr) / statistics.median(timer.seconds(time.perf_counter())[1:])
 
 
 def inference(recipe: str, arrays) -> tuple[float, float]:

@@ -92,9 +92,18 @@ def keras_watch_callback(watch: Watch, steps_per_epoch: int):
     every = max(1, steps_per_epoch // CHECKS_PER_EPOCH)
 
     class WatchCallback(keras.callbacks.Callback):
+        checked = 0  # tenths of this epoch checked so far
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.checked = 0
+
         def on_train_batch_end(self, batch, logs=None):
-            if (batch + 1) % every == 0 and watch.check():
-                self.model.stop_training = True
+            # With steps_per_execution = N, Keras reports only every Nth batch: check at the first
+            # report past each tenth of the epoch.
+            if (batch + 1) // every > self.checked:
+                self.checked = (batch + 1) // every
+                if watch.check():
+                    self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             if watch.reached is None and watch.check():

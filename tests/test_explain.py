@@ -219,3 +219,14 @@ def test_renderings():
     assert "http" not in page and "<script" not in page
     data = result.to_dict()
     assert data["totals"]["params"] == 86 and data["rows"][0]["param_formula"] == "(3·3·1 + 1)·2 = 20"
+
+
+def test_cropping_shrinks_the_map_and_costs_nothing():
+    result = explain_model(_tiny([("Cropping2D", {"cropping": ((2, 1), (0, 3))}),
+                                  ("Conv2D", {"filters": 2, "kernel_size": 3})], input_shape=(10, 9, 1)))
+    crop, conv = (next(r for r in result.rows if r.type == kind) for kind in ("Cropping2D", "Conv2D"))
+    assert crop.output_shape == (7, 6, 1) and crop.size_formula == "10 − 2 − 1 = 7; 9 − 0 − 3 = 6"
+    assert crop.params == 0 and crop.flops == 0 and crop.receptive_field == (1, 1)
+    assert conv.output_shape == (5, 4, 2) and conv.receptive_field == (3, 3)
+    fast = explain("fast").rows
+    assert any(r.type == "Cropping2D" and r.size_formula == "28 − 2 − 2 = 24" for r in fast)

@@ -1,7 +1,9 @@
-"""Grad-CAM, first-layer filters, feature maps and ``inspect`` on the trained ``fast`` run.
+"""Grad-CAM, first-layer filters, feature maps and ``inspect`` on a trained run of known shape.
 
-The ``fast`` body is conv5-bn-relu, pool, conv3-bn-relu, pool, conv3-bn-relu (7x7x128),
-global max pool, Dense softmax: Grad-CAM's default layer is the last ReLU (7x7).
+The statistical checks below were calibrated on this body (``fast`` until 2026-11-26): conv5-bn-relu,
+pool, conv3-bn-relu, pool, conv3-bn-relu (7x7x128), global max pool, Dense softmax; Grad-CAM's
+default layer is the last ReLU (7x7). It is registered here as a test preset, so the checks keep
+their meaning whatever the default recipe becomes; the last test runs Grad-CAM on today's ``fast``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,38 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.explain.features import feature_maps, first_layer_filters, plot_feature_maps
 from cnnkit.explain.gradcam import grad_cam, overlay, spatial_layers
 from cnnkit.explain.inspect import inspect
+from cnnkit.config import TrainConfig
 from cnnkit.images import encode_png
+from cnnkit.models import build_model
+from cnnkit.presets import PRESETS, Preset, register
+from cnnkit.run import train
+from conftest import MNIST_SUBSET
 
 DIGITS = 100  # first test digits used by the statistical checks
+
+
+KNOWN = Preset(
+    name="gradcam-test", description="the calibrated body of the Grad-CAM tests", params=95_146,
+    input_shape=(28, 28, 1), num_classes=10,
+    layers=(("Conv2D", {"filters": 32, "kernel_size": 5, "padding": "same", "use_bias": False}),
+            ("BatchNormalization", {"momentum": 0.9}), ("ReLU", {}), ("MaxPooling2D", {"pool_size": 2}),
+            ("Conv2D", {"filters": 64, "kernel_size": 3, "padding": "same", "use_bias": False}),
+            ("BatchNormalization", {"momentum": 0.9}), ("ReLU", {}), ("MaxPooling2D", {"pool_size": 2}),
+            ("Conv2D", {"filters": 128, "kernel_size": 3, "padding": "same", "use_bias": False}),
+            ("BatchNormalization", {"momentum": 0.9}), ("ReLU", {}), ("GlobalMaxPooling2D", {})),
+    optimizer={"name": "adam", "learning_rate": 3e-3}, batch_size=128, epochs=3, schedule="warmup-cosine",
+)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """KNOWN trained 3 epochs on the MNIST subset (float32, as when the thresholds were measured)."""
+    register(KNOWN)
+    try:
+        yield train(TrainConfig(preset=KNOWN.name, data=str(MNIST_SUBSET), seed=0, precision="float32"),
+                    tmp_path_factory.mktemp("runs") / "known", verbose=0)
+    finally:
+        PRESETS.pop(KNOWN.name, None)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +233,16 @@ def test_inspect_errors_name_the_problem(trained_run, mnist_subset, tmp_path):
     with pytest.raises(ConfigError, match=r"at least one image"):
         inspect(trained_run.run_dir, [], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
+
+
+def test_gradcam_leaves_a_cropped_border_cold(mnist_subset):
+    """``fast`` crops 2 px off each side before its first convolution: its maps cover the inner
+    24x24 only, so the heatmap is placed there and the border gets no heat."""
+    model = build_model("fast")
+    pixels = mnist_subset.x_test[:3]
+    heat = grad_cam(model, pixels)
+    assert heat.shape == (3, 28, 28)
+    border = np.ones((28, 28), bool)
+    border[2:-2, 2:-2] = False
+    assert not heat[:, border].any()
+    assert np.allclose(heat[:, 2:-2, 2:-2].max(axis=(1, 2)), 1.0)

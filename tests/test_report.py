@@ -27,7 +27,7 @@ def test_every_run_writes_a_report_with_every_section(trained_run, report_html):
     assert f"{trained_run.metrics['test_accuracy']:.2%}" in report_html
     # The explain table with its filled-in parameter formulas, and the calibration error.
     assert '<table class="explain">' in report_html
-    assert "<td>5·5·1·32 = 800</td>" in report_html  # fast: a 5x5 conv, 32 filters, no bias (batch norm follows)
+    assert "<td>5·5·1·16 = 400</td>" in report_html  # fast: a 5x5 conv, 16 filters, no bias (batch norm follows)
     assert f"{trained_run.metrics['ece']:.2%}" in report_html
     for name in ("samples.png", "top_losses.png", "gradcam.png", "reliability.png"):
         with Image.open(trained_run.run_dir / name) as image:

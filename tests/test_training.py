@@ -39,7 +39,7 @@ def test_run_folder_holds_everything(trained_run):
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(history)
     assert len(history["val_accuracy"]) == 3
     config = json.loads((trained_run.run_dir / "config.json").read_text())
-    assert config["train"]["batch_size"] == 128 and config["preset"]["name"] == "fast"
+    assert config["train"]["batch_size"] == 256 and config["preset"]["name"] == "fast"
 
 
 def test_validation_comes_from_the_training_set(mnist_subset):

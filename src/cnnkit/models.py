@@ -16,7 +16,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 _ALLOWED_LAYERS = {
     "Conv2D", "SeparableConv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAveragePooling2D", "BatchNormalization", "ReLU", "Activation",
-    "Dropout", "SpatialDropout2D", "Flatten", "Dense",
+    "Dropout", "SpatialDropout2D", "Flatten", "Dense", "Cropping2D",
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from cnnkit import artifact, distributed
 from cnnkit.callbacks import RunRecorder, TimeBudget
 from cnnkit.config import TrainConfig
-from cnnkit.datasets import Dataset, stratified_split
+from cnnkit.datasets import Dataset, feed, stratified_split
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.stream import BatchStream
 from cnnkit.errors import ArtifactError
@@ -71,6 +71,7 @@ def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps
         optimizer=make_optimizer(preset.optimizer, learning_rate=lr),
         loss="sparse_categorical_crossentropy",  # integer labels: no one-hot step to get wrong
         metrics=["accuracy"],
+        steps_per_execution=preset.steps_per_execution,
         # XLA made these small convnets 1.7x slower on the 2-core CPU (benchmarks/RESULTS.md);
         # JAX always compiles, so "auto" there.
         jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
@@ -152,9 +153,9 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         elif isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
             inputs = {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
                       "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}
-        else:  # in memory: Keras slices the arrays itself, no Python per batch
-            inputs = {"x": split.x_train, "y": split.y_train, "validation_data": (split.x_val, split.y_val),
-                      "batch_size": config.batch_size, "shuffle": True}
+        else:  # in memory: a tf.data pipeline over the arrays, no Python per batch
+            inputs = feed.fit_inputs(split.x_train, split.y_train, split.x_val, split.y_val, config.batch_size,
+                                     seed=config.seed, repeat=bool(config.steps_per_epoch))
         model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
                   callbacks=[*(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
     return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),

@@ -184,11 +184,26 @@ def grad_cam(
     grads = _gradient(lambda f: ops.sum(_logits(layers[split:], f) * mask), features)
     weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel and image
     cam = ops.relu(ops.sum(weights * features, axis=-1, keepdims=True))
-    cam = ops.image.resize(cam, pixels.shape[1:3], interpolation="bilinear")[..., 0]
-    cam = ops.convert_to_numpy(cam).astype(np.float32)
+    (top, bottom), (left, right) = _cropped_margins(layers[:split])
+    height, width = pixels.shape[1] - top - bottom, pixels.shape[2] - left - right
+    cam = ops.image.resize(cam, (height, width), interpolation="bilinear")[..., 0]
+    # A cropped border was never seen by the layer: no evidence there.
+    cam = np.pad(ops.convert_to_numpy(cam).astype(np.float32), ((0, 0), (top, bottom), (left, right)))
     top = cam.max(axis=(1, 2), keepdims=True)
     # An all-zero map (no positive evidence at this layer) stays zero rather than dividing by 0.
     return np.divide(cam, top, out=np.zeros_like(cam), where=top > 0).clip(0.0, 1.0)
+
+
+def _cropped_margins(layers: Sequence[keras.layers.Layer]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Input pixels cut from each side by the ``Cropping2D`` layers among ``layers``."""
+    margins, jump = np.zeros((2, 2), dtype=int), np.ones(2, dtype=int)
+    for layer in layers:
+        if isinstance(layer, keras.layers.Cropping2D):
+            margins += np.asarray(layer.cropping) * jump[:, None]
+        stride = getattr(layer, "strides", None)
+        if stride is not None and len(stride) == 2:  # convolutions and 2-D pooling
+            jump *= np.asarray(stride)
+    return (int(margins[0, 0]), int(margins[0, 1])), (int(margins[1, 0]), int(margins[1, 1]))
 
 
 def _class_indices(class_index: int | Sequence[int] | None, logits: np.ndarray, n: int) -> np.ndarray:

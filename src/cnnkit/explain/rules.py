@@ -112,6 +112,13 @@ def _global_pool(layer: Any, shape: tuple[int, ...]) -> Step:
     return Step(out=out, size=f"{verb} over {shape[0]}×{shape[1]}", flops=math.prod(shape), sees_all=True)
 
 
+def _crop(layer: Any, shape: tuple[int, ...]) -> Step:
+    (top, bottom), (left, right) = layer.cropping
+    h, w = shape[0] - top - bottom, shape[1] - left - right
+    text = [f"{n} − {a} − {b} = {m}" for n, a, b, m in ((shape[0], top, bottom, h), (shape[1], left, right, w))]
+    return Step(out=(h, w, shape[2]), size=text[0] if text[0] == text[1] else "; ".join(text))
+
+
 def _dense(layer: Any, shape: tuple[int, ...]) -> Step:
     n, u, bias = shape[-1], layer.units, int(layer.use_bias)
     out = (*shape[:-1], u)
@@ -154,7 +161,7 @@ RULES: dict[str, Callable[[Any, tuple[int, ...]], Step]] = {
     "Conv2D": _conv, "SeparableConv2D": _conv, "DepthwiseConv2D": _conv,
     "MaxPooling2D": _pool, "AveragePooling2D": _pool,
     "GlobalMaxPooling2D": _global_pool, "GlobalAveragePooling2D": _global_pool,
-    "BatchNormalization": _batch_norm, "Dense": _dense, "Flatten": _flatten,
+    "BatchNormalization": _batch_norm, "Dense": _dense, "Flatten": _flatten, "Cropping2D": _crop,
     "Rescaling": elementwise, "ReLU": elementwise, "Activation": elementwise,
 }
 

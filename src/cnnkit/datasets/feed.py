@@ -1,0 +1,52 @@
+"""Feed in-memory arrays to ``model.fit``: shuffled batches, reshuffled every epoch.
+
+On the TensorFlow backend cnnkit builds the ``tf.data`` pipeline itself instead of
+handing Keras the arrays. Keras' own array pipeline leaves tf.data's autotuner on;
+its model thread sleeps in intervals that grow with the epoch, and destroying an
+iterator (Keras makes a new one every epoch, for training and for validation)
+waits for that sleep to end. On the 2-core CPU this stalled a 6-second epoch by
+another 4 seconds about one time in three (benchmarks/RESULTS.md). A fixed,
+small pipeline with the autotuner off has no such thread and no stall:
+
+    all indices -> shuffle (seeded, new order each epoch) -> batch -> gather rows -> prefetch
+
+The other backends get the arrays; their Keras adapters iterate NumPy directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def fit_inputs(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, batch_size: int, *,
+               seed: int, repeat: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``model.fit``: training batches (shuffled) and validation batches.
+
+    ``repeat=True`` makes the training stream endless, for a run that sets its own
+    ``steps_per_epoch`` (each epoch then continues where the last one stopped).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "validation_data": (x_val, y_val), "batch_size": batch_size, "shuffle": True}
+    train = batches(x, y, batch_size, shuffle=True, seed=seed)
+    return {"x": train.repeat() if repeat else train, "shuffle": False,  # the dataset shuffles itself
+            "validation_data": batches(x_val, y_val, batch_size, shuffle=False)}
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
+    """A ``tf.data.Dataset`` of ``(pixels, labels)`` batches from arrays held in memory."""
+    import tensorflow as tf
+
+    pixels, labels = tf.constant(x), tf.constant(y)
+    indices = tf.data.Dataset.range(len(x))
+    if shuffle:
+        indices = indices.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = (indices.batch(batch_size)
+               .map(lambda i: (tf.gather(pixels, i), tf.gather(labels, i)))
+               .prefetch(2))
+    options = tf.data.Options()
+    options.autotune.enabled = False  # no autotuner thread, so no stall when an iterator is dropped
+    options.deterministic = True
+    return dataset.with_options(options)
