@@ -249,16 +249,16 @@ register(Preset(
     name="accurate",
     description=(
         "cnnkit's best-accuracy MNIST recipe: random shifts (10 %), rotations (±11°) and zoom (10 %) in the model, "
-        "active only in training; two conv3-bn-relu per stage at 32, 64 and 128 filters, the first two stages "
-        "pooled before normalisation; dropout 0.3, dense. Adam with warm-up and cosine decay to 0, "
-        "batch 128, 15 epochs (about 10 minutes on 2 CPU cores)."
+        "active only in training; conv5 32, two conv3 64, two conv3 128, each with batch norm and ReLU, "
+        "the first two stages pooled before normalisation; global max pool, dropout 0.3, dense. "
+        "Adam with warm-up and cosine decay to 0, batch 128, 24 epochs (about 12 minutes on 2 CPU cores)."
     ),
-    params=289_066,
+    params=280_234,
     input_shape=(28, 28, 1),
     num_classes=10,
     preprocessing={"augment": {"translation": 0.1, "rotation": 0.03, "zoom": 0.1}, "rescale": 1 / 255},
     layers=(
-        *_conv_bn(32), *_conv_pool_bn(32),
+        *_conv_pool_bn(32, 5),
         *_conv_bn(64), *_conv_pool_bn(64),
         *_conv_bn(128), *_conv_bn(128),
         ("GlobalMaxPooling2D", {}),
@@ -266,7 +266,7 @@ register(Preset(
     ),
     optimizer={"name": "adam", "learning_rate": 3e-3},
     batch_size=128,
-    epochs=15,
+    epochs=24,
     schedule="warmup-cosine",
     precision="mixed_bfloat16",
     steps_per_execution=4,

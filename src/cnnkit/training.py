@@ -153,7 +153,7 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         elif isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
             inputs = {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
                       "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}
-        else:  # in memory: a tf.data pipeline over the arrays, no Python per batch
+        else:  # in memory: batches gathered from the arrays (tf.data on TensorFlow), no Python per batch
             inputs = feed.fit_inputs(split.x_train, split.y_train, split.x_val, split.y_val, config.batch_size,
                                      seed=config.seed, repeat=bool(config.steps_per_epoch))
         model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,

@@ -189,9 +189,9 @@ def grad_cam(
     cam = ops.image.resize(cam, (height, width), interpolation="bilinear")[..., 0]
     # A cropped border was never seen by the layer: no evidence there.
     cam = np.pad(ops.convert_to_numpy(cam).astype(np.float32), ((0, 0), (top, bottom), (left, right)))
-    top = cam.max(axis=(1, 2), keepdims=True)
+    peak = cam.max(axis=(1, 2), keepdims=True)
     # An all-zero map (no positive evidence at this layer) stays zero rather than dividing by 0.
-    return np.divide(cam, top, out=np.zeros_like(cam), where=top > 0).clip(0.0, 1.0)
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).clip(0.0, 1.0)
 
 
 def _cropped_margins(layers: Sequence[keras.layers.Layer]) -> tuple[tuple[int, int], tuple[int, int]]:
