@@ -2,11 +2,11 @@
 
 On the TensorFlow backend cnnkit builds the ``tf.data`` pipeline itself instead of
 handing Keras the arrays. Keras' own array pipeline leaves tf.data's autotuner on;
-its model thread sleeps in intervals that grow with the epoch, and destroying an
-iterator (Keras makes a new one every epoch, for training and for validation)
-waits for that sleep to end. On the 2-core CPU this stalled a 6-second epoch by
-another 4 seconds about one time in three (benchmarks/RESULTS.md). A fixed,
-small pipeline with the autotuner off has no such thread and no stall:
+its model thread sleeps between rounds of tuning, and destroying an iterator
+(Keras makes a new one every epoch, for training and for validation) waits for
+that sleep to end. On the 2-core CPU this added 4-5 s to 3 of 15 epoch ends of a
+6-second epoch (benchmarks/RESULTS.md). A fixed, small pipeline with the
+autotuner off has no such thread and no stall:
 
     all indices -> shuffle (seeded, new order each epoch) -> batch -> gather rows -> prefetch
 
