@@ -22,6 +22,7 @@ import keras
 
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import atomic_path
+from cnnkit.tta import check_spec
 
 # Run-folder layout: one name per file, used everywhere.
 MODEL = "model.keras"
@@ -52,11 +53,13 @@ class ModelMetadata:
     preset: str = ""
     dataset: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Test-time augmentation the predictor applies ({} = none; see cnnkit.tta).
+    tta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "class_names": list(self.class_names), "input_shape": list(self.input_shape),
                 "color_mode": self.color_mode, "resize": self.resize, "preset": self.preset,
-                "dataset": self.dataset, "extra": self.extra}
+                "dataset": self.dataset, "extra": self.extra, "tta": dict(self.tta)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> "ModelMetadata":
@@ -67,7 +70,7 @@ class ModelMetadata:
         return cls(class_names=[str(c) for c in data["class_names"]], input_shape=[int(v) for v in data["input_shape"]],
                    color_mode=str(data["color_mode"]), resize=str(data.get("resize", "stretch")),
                    preset=str(data.get("preset", "")), dataset=str(data.get("dataset", "")),
-                   extra=dict(data.get("extra", {})))
+                   extra=dict(data.get("extra", {})), tta=check_spec(data.get("tta"), f"tta of {where}"))
 
 
 def save_model(model: keras.Model, path: str | Path, metadata: ModelMetadata) -> Path:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from cnnkit.config import SCHEDULES  # light: no Keras import until a command runs
+from cnnkit.cli_options import build_parser  # light: no Keras import until a command runs
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -23,40 +23,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     COMMANDS[func.__name__.removeprefix("cmd_")] = func
     return func
-
-
-def _add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True) -> None:
-    if recipe_option:
-        p.add_argument("--recipe", "--preset", dest="preset",
-                       help="preset name (see `cnnkit summary --list`); default: fast for MNIST, photo for folders")
-    p.add_argument("--from", dest="data_source", metavar="PATH",
-                   help="use MNIST files you already have (IDX files or mnist.npz)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", dest="learning_rate", type=float, help="peak learning rate")
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
-    p.add_argument("--max-minutes", type=float, help="time budget: stop at the last epoch that fits")
-    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N batches per epoch")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")
-    p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on a stratified subset of N images")
-    p.add_argument("--image-size", type=int, metavar="PIXELS", help="image folders: decode size (default: the recipe's)")
-    p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch", help="image folders: resize policy")
-    p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
-    p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
-    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
-                   help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 "
-                        "in hardware); the saved model computes in float32")
-    p.add_argument("--distribute", choices=["data-parallel"],
-                   help="train on every device (JAX backend); --batch-size is the global batch")
-    p.add_argument("--coordinator", metavar="HOST:PORT", help="data-parallel over processes: process 0's address")
-    p.add_argument("--num-processes", type=int, metavar="N", help="data-parallel: processes in the run")
-    p.add_argument("--process-id", type=int, metavar="I", help="data-parallel: this process, 0 … N-1 (0 writes)")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
 
 def _config(args: argparse.Namespace, data: str):
@@ -73,6 +39,7 @@ def _print_metrics(result) -> None:
     m = result.metrics
     print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  "
           f"({m['epochs']} epochs, {m['train_seconds']:.1f} s training)")
+    _print_tta(m)
     print(f"Run folder: {result.run_dir}")
 
 
@@ -129,7 +96,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     m = evaluate(args.run)
     print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  (n={m['test_samples']})")
+    _print_tta(m)
     return 0
+
+
+def _print_tta(m: dict) -> None:
+    if m.get("tta"):
+        print(f"  (test-time augmentation {m['tta']}: averages shifted copies; one view scores "
+              f"{m['test_accuracy_single_view']:.2%})")
 
 
 @command
@@ -255,93 +229,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    help_of = {name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()}
-
-    p = sub.add_parser("train", help=help_of["train"], description=help_of["train"])
-    p.add_argument("data", nargs="?", default="mnist",
-                   help="mnist, an .npz file of arrays, a folder of images, or a .csv manifest (path,label)")
-    _add_train_options(p)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-
-    p = sub.add_parser("reproduce", help=help_of["reproduce"], description=help_of["reproduce"])
-    p.add_argument("preset", metavar="PRESET", help="article-000 … article-004")
-    p.add_argument("--data", help="dataset instead of the article's own (e.g. an .npz subset for a quick check)")
-    _add_train_options(p, recipe_option=False)
-
-    p = sub.add_parser("tune", help=help_of["tune"], description=help_of["tune"])
-    p.add_argument("data", nargs="?", default="mnist", help="as for `cnnkit train`")
-    p.add_argument("--recipe", "--preset", dest="preset", help="the preset to search around (default as for train)")
-    p.add_argument("--trials", type=int, default=20, help="trials the study should hold, all workers together")
-    p.add_argument("--study", required=True, help="study name, the same for every worker")
-    p.add_argument("--storage", required=True, metavar="URL",
-                   help="database the workers share: sqlite:///tune.db (one machine) or postgresql://… (several)")
-    p.add_argument("--from", dest="data_source", metavar="PATH")
-    for option in ("--epochs", "--steps-per-epoch", "--train-limit", "--test-limit", "--seed"):
-        p.add_argument(option, type=int, metavar="N", default=0 if option == "--seed" else None)
-    p.add_argument("--val-fraction", type=float, default=0.1, help="the split every trial is scored on")
-    p.add_argument("--out", type=Path, help="run folder for the best trial (default runs/tune-STUDY)")
-    p.add_argument("--overwrite", action="store_true", help="rebuild --out from the study's best trial")
-
-    p = sub.add_parser("evaluate", help=help_of["evaluate"])
-    p.add_argument("run", type=Path)
-
-    p = sub.add_parser("predict", help=help_of["predict"])
-    p.add_argument("run", help="run folder, .keras file, or exported model.json")
-    p.add_argument("images", nargs="+", help="image files and folders")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--out", type=Path, help="write a CSV (path,label,probability,top_k,error) instead of printing")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="ray: spread the files over Ray actors (pip install 'cnnkit[ray]'); same rows")
-    p.add_argument("--ray-address", metavar="HOST:PORT", help="Ray cluster to run on (default: a local loopback one)")
-    p.add_argument("--ray-actors", type=int, metavar="N", help="model replicas on Ray (default: one per CPU)")
-
-    p = sub.add_parser("show", help=help_of["show"])
-    p.add_argument("data", nargs="?", default="mnist")
-    p.add_argument("--from", dest="data_source", metavar="PATH")
-    p.add_argument("--out", type=Path, help="PNG file for the sample grid (default samples-<data>.png)")
-    p.add_argument("--count", type=int, default=9, help="number of samples in the grid")
-    p.add_argument("--split", choices=["train", "test"], default="train")
-    p.add_argument("--save-images", type=Path, metavar="DIR", help="also write the samples as PNG files")
-
-    for p in (p, sub.add_parser("verify", help=help_of["verify"])):
-        if p.prog.endswith("verify"):
-            p.add_argument("data", help="a folder of images or a .csv manifest")
-        p.add_argument("--image-size", type=int, metavar="PIXELS", help="decode size (default 150)")
-        p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
-        p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
-
-    p = sub.add_parser("summary", help=help_of["summary"])
-    p.add_argument("target", nargs="?", default="list", help="preset name, run folder, or --list")
-
-    p = sub.add_parser("export", help=help_of["export"])
-    p.add_argument("run", type=Path)
-    p.add_argument("--format", default="json-h5", choices=["json-h5", "onnx", "litert", "saved_model"])
-    p.add_argument("--out", type=Path, help="folder (default RUN/export-FORMAT)")
-
-    p = sub.add_parser("explain", help=help_of["explain"], description=help_of["explain"])
-    p.add_argument("target", help="`conv` (the arithmetic walk-through), a preset name, a run folder or .keras file")
-
-    p = sub.add_parser("inspect", help=help_of["inspect"], description=help_of["inspect"])
-    p.add_argument("run", type=Path, help="run folder or .keras file")
-    p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--out", type=Path, help="folder for the figures (default RUN/inspect)")
-    p.add_argument("--layer", help="layer for feature maps and Grad-CAM (default: the last convolutional one)")
-    p.add_argument("--target", help="class to explain (default: each image's predicted class)")
-
-    p = sub.add_parser("report", help=help_of["report"], description=help_of["report"])
-    p.add_argument("run", type=Path)
-
-    p = sub.add_parser("serve", help=help_of["serve"], description=help_of["serve"])
-    from cnnkit.server.cli import add_serve_arguments
-
-    add_serve_arguments(p)
-    return parser
-
-
 def _import_keras_quietly() -> None:
     """Import Keras (and with it the backend) with C++ start-up logging kept off the terminal.
 
@@ -384,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["summary", "--list"]:
         argv = ["summary", "list"]
-    args = build_parser().parse_args(argv)
+    args = build_parser({name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()}).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
     logger = logging.getLogger("cnnkit")  # cnnkit's own progress notes (data sources, caches) on stderr
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):

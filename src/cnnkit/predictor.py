@@ -21,6 +21,7 @@ from cnnkit.artifact import ModelMetadata, load_model
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.errors import DataError
 from cnnkit.images import ImageSource, decode_image
+from cnnkit.tta import averaged
 
 
 @dataclass
@@ -41,18 +42,20 @@ class Predictor:
         '7'
     """
 
-    def __init__(self, model: keras.Model, metadata: ModelMetadata, batch_size: int = 256) -> None:
+    def __init__(self, model: keras.Model, metadata: ModelMetadata, batch_size: int = 256, tta: bool = True) -> None:
         self.model = model
         self.metadata = metadata
         self.batch_size = batch_size
+        # The test-time augmentation the model's recipe asked for (cnnkit.tta); tta=False: one view.
+        self.tta = dict(metadata.tta) if tta else {}
         self.input_shape = tuple(metadata.input_shape)
         self.class_names = list(metadata.class_names)
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256) -> "Predictor":
+    def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256, tta: bool = True) -> "Predictor":
         """Load a run folder or ``.keras`` file."""
         model, metadata = load_model(path)
-        return cls(model, metadata, batch_size=batch_size)
+        return cls(model, metadata, batch_size=batch_size, tta=tta)
 
     def check_pixels(self, images: np.ndarray) -> np.ndarray:
         """Validate a batch (or one image) of raw pixels; return a ``(N, H, W, C)`` uint8 array."""
@@ -84,7 +87,8 @@ class Predictor:
         else:
             array = self.check_pixels(images)
             batches = (array[s:s + self.batch_size] for s in range(0, len(array), self.batch_size))
-        out = [np.asarray(self.model.predict_on_batch(batch)) for batch in batches]
+        call = averaged(lambda batch: np.asarray(self.model.predict_on_batch(batch)), self.tta)
+        out = [call(batch) for batch in batches]
         if not out:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)

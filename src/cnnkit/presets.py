@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnkit.errors import ConfigError
+from cnnkit.tta import check_spec
 
 Layer = tuple[str, dict[str, Any]]
 
@@ -52,6 +53,8 @@ class Preset:
     # Batches per call into the compiled training step: fewer round trips from Python, the same
     # training (callbacks see every Nth batch end). 4 ran article 000 11 % faster (RESULTS.md).
     steps_per_execution: int = 4
+    # Test-time augmentation the trained model's predictor applies, e.g. {"shift": 1} (cnnkit.tta).
+    tta: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist"
     reported: Reported | None = None
 
@@ -112,6 +115,7 @@ def register(preset: Preset) -> Preset:
     """Add a preset to the registry (names are unique)."""
     if preset.name in PRESETS:
         raise ConfigError(f"A preset named {preset.name!r} already exists.")
+    check_spec(preset.tta, f"the tta of preset {preset.name!r}")
     PRESETS[preset.name] = preset
     return preset
 
@@ -250,27 +254,32 @@ register(Preset(
 register(Preset(
     name="accurate",
     description=(
-        "cnnkit's best-accuracy MNIST recipe: random shifts (10 %), rotations (±11°) and zoom (10 %) in the model, "
+        "cnnkit's best-accuracy MNIST recipe: random shifts (10 %), rotations (±14°) and zoom (12 %) in the model, "
         "active only in training; conv5 32, two conv3 64, two conv3 128, each with batch norm and ReLU, "
-        "the first two stages pooled before normalisation; global max pool, dropout 0.3, dense. "
-        "Adam with warm-up and cosine decay to 0, batch 128, 24 epochs (about 12 minutes on 2 CPU cores)."
+        "the first two stages pooled before normalisation; global max pool, dropout 0.4, dense. "
+        "AdamW (weight decay 0.05) with warm-up and cosine decay to 0, batch 128, 27 epochs (about 11 minutes "
+        "on 2 CPU cores); predictions average the image and four 1-pixel shifts of it (test-time augmentation)."
     ),
     params=280_234,
     input_shape=(28, 28, 1),
     num_classes=10,
-    preprocessing={"augment": {"translation": 0.1, "rotation": 0.03, "zoom": 0.1}, "rescale": 1 / 255},
+    # Chosen on the validation split of seeds 0-2 (benchmarks/RESULTS.md): against the previous recipe
+    # (Adam, dropout 0.3, ±11° and 10 % zoom, 24 epochs) the same validation accuracy and a lower
+    # validation loss on all three seeds; TTA raised validation accuracy by 0.02 points on average.
+    preprocessing={"augment": {"translation": 0.1, "rotation": 0.04, "zoom": 0.12}, "rescale": 1 / 255},
     layers=(
         *_conv_pool_bn(32, 5),
         *_conv_bn(64), *_conv_pool_bn(64),
         *_conv_bn(128), *_conv_bn(128),
         ("GlobalMaxPooling2D", {}),
-        ("Dropout", {"rate": 0.3}),
+        ("Dropout", {"rate": 0.4}),
     ),
-    optimizer={"name": "adam", "learning_rate": 3e-3},
+    optimizer={"name": "adamw", "learning_rate": 3e-3, "weight_decay": 0.05},
     batch_size=128,
-    epochs=24,
+    epochs=27,
     schedule="warmup-cosine",
     precision="mixed_bfloat16",
+    tta={"shift": 1},
 ))
 
 

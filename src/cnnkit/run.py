@@ -142,6 +142,11 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
                "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1),
                "ece": calibration(dataset.y_test, probs).ece}
     metrics.update({k: v for k, v in result.to_dict().items() if k not in ("accuracy", "loss", "confusion")})
+    if predictor.tta:  # the served number averages views (cnnkit.tta); record what one view scores too
+        single = Predictor(predictor.model, predictor.metadata, predictor.batch_size, tta=False)
+        metrics["tta"] = dict(predictor.tta)
+        metrics["test_accuracy_single_view"] = evaluate_probabilities(
+            dataset.y_test, single.predict_proba(dataset.x_test), dataset.class_names).accuracy
     return metrics, probs
 
 

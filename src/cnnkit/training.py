@@ -83,7 +83,7 @@ def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | 
     return artifact.ModelMetadata(
         class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
         color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
-        extra={"training": state} if state else {},
+        extra={"training": state} if state else {}, tta=dict(get_preset(config.preset).tta),
     )
 
 

@@ -100,6 +100,8 @@ def _summary(metrics: dict, predictor: Predictor, cal: Calibration, test_size: i
         ("training time", f"{metrics.get('train_seconds', 0):.0f} s"),
         ("parameters", f"{predictor.model.count_params():,}"),
     ]
+    if metrics.get("tta"):  # the number above averages shifted views; say what one view scores
+        items.insert(1, ("one view, no TTA", _pct(metrics.get("test_accuracy_single_view"))))
     note = (f"<p class=\"note\">Test set: {test_size:,} images, touched once after training. Model choices "
             "(schedule, early stopping) used the validation split only.</p>")
     return Section("summary", "Summary", h.cards(items) + note)

@@ -6,7 +6,8 @@ model runs inside a ``tf.function`` traced once for the signature
 ``[None, H, W, C] uint8``, so any batch size reuses the same graph (~1 ms for a
 small CNN). Other backends use ``predict_on_batch`` (compiled by Keras), with
 batches padded to a power of two so a JIT backend compiles a handful of shapes
-rather than one per batch size.
+rather than one per batch size. A model whose recipe asks for test-time
+augmentation gets it here too (:mod:`cnnkit.tta`), as in ``predict_proba``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 
 from cnnkit.predictor import Predictor
+from cnnkit.tta import averaged
 
 InferFn = Callable[[np.ndarray], np.ndarray]
 
@@ -30,8 +32,8 @@ def compile_infer(predictor: Predictor) -> InferFn:
         (2, 10)
     """
     if keras.backend.backend() == "tensorflow":
-        return _tf_infer(predictor)
-    return _padded(predictor.model.predict_on_batch)
+        return averaged(_tf_infer(predictor), predictor.tta)
+    return averaged(_padded(predictor.model.predict_on_batch), predictor.tta)
 
 
 def _tf_infer(predictor: Predictor) -> InferFn:

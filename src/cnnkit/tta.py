@@ -1,0 +1,75 @@
+"""Test-time augmentation: average the class probabilities of a few shifted copies of each image.
+
+A recipe asks for it with ``tta={"shift": 1}``; the model's metadata carries it, and
+:class:`cnnkit.predictor.Predictor` and the server apply it, so evaluation,
+``cnnkit predict`` and ``cnnkit serve`` give the same numbers. ``shift: k`` makes five
+views of every image: itself and copies moved ``k`` pixels up, down, left and right,
+the uncovered border filled with the nearest edge pixel. Inference costs five model
+calls' worth of arithmetic (one call on a five-times-larger batch).
+
+Example:
+    >>> import numpy as np
+    >>> views(np.zeros((2, 28, 28, 1), np.uint8), {"shift": 1}).shape
+    (10, 28, 28, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from cnnkit.errors import ConfigError
+
+_KEYS = {"shift"}
+
+
+def check_spec(spec: dict[str, Any] | None, where: str = "tta") -> dict[str, Any]:
+    """Validate a TTA spec; return it as a plain dict (``{}``: no TTA)."""
+    spec = dict(spec or {})
+    unknown = set(spec) - _KEYS
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {sorted(unknown)} in {where}. Expected some of {sorted(_KEYS)}. "
+                          f"Received: {where}={spec!r}.", "Use e.g. {\"shift\": 1} or {} for none.")
+    shift = spec.get("shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ConfigError(f"{where}['shift'] must be a whole number of pixels >= 0. Received: shift={shift!r}.",
+                          "Use 1 (copies moved by one pixel) or 0 for none.")
+    return {"shift": shift} if shift else {}
+
+
+def num_views(spec: dict[str, Any]) -> int:
+    """How many copies of each image the spec makes (1: TTA off)."""
+    return 5 if spec.get("shift") else 1
+
+
+def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` (N, H, W, C) moved by (dy, dx) pixels, the uncovered border filled from the edge."""
+    h, w = images.shape[1:3]
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return padded[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
+
+def views(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """All views of a ``(N, H, W, C)`` batch, view-major: ``(V * N, H, W, C)``, the originals first."""
+    k = spec.get("shift", 0)
+    if not k:
+        return images
+    return np.concatenate([images] + [_shifted(images, dy, dx) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))])
+
+
+def averaged(call: Callable[[np.ndarray], np.ndarray], spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a ``uint8 (N, H, W, C) -> float32 (N, K)`` model call so it averages over the spec's views."""
+    n_views = num_views(spec)
+    if n_views == 1:
+        return call
+
+    def call_with_tta(images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        if n == 0:
+            return call(images)
+        probs = np.asarray(call(views(images, spec)), dtype=np.float32)
+        return probs.reshape(n_views, n, -1).mean(axis=0)
+
+    return call_with_tta
