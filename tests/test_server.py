@@ -114,7 +114,7 @@ def test_models_and_livez(client):
     assert client.get("/livez").json() == {"status": "alive"}
     [model] = client.get("/v1/models").json()["models"]
     assert model == {"name": "digits", "version": "1", "class_names": CLASSES, "input_shape": [28, 28, 1],
-                     "color_mode": "grayscale", "resize": "stretch"}
+                     "color_mode": "grayscale", "resize": "stretch", "tta": {}}
 
 
 def test_raw_png_matches_predict_proba(client, predictor):

@@ -134,3 +134,35 @@ def test_the_articles_json_h5_pair_keeps_tta_and_load_can_turn_it_off(tmp_path):
     export_model(path, tmp_path / "export", "json-h5")
     assert cnnkit.load(tmp_path / "export" / "model.json").tta == {"shift": 1}
     assert cnnkit.load(tmp_path / "export" / "model.json", tta=False).tta == {}
+
+
+def test_predict_command_applies_tta_unless_told_not_to(tmp_path, capsys):
+    import csv
+
+    from cnnkit.cli import main
+    from cnnkit.images import encode_png
+
+    path = save_model(small_model(), tmp_path / "m.keras", ModelMetadata(
+        class_names=["a", "b", "c"], input_shape=[28, 28, 1], color_mode="grayscale", tta={"shift": 1}))
+    png = tmp_path / "x.png"
+    png.write_bytes(encode_png(np.random.default_rng(2).integers(0, 256, (28, 28, 1), dtype=np.uint8)))
+    written = {}
+    for flag in ([], ["--no-tta"]):
+        out = tmp_path / f"p{len(flag)}.csv"
+        assert main(["predict", str(path), str(png), "--out", str(out), *flag]) == 0
+        with out.open() as handle:
+            written[bool(flag)] = float(next(csv.DictReader(handle))["probability"])
+    for no_tta, probability in written.items():
+        expected = Predictor.from_artifact(path, tta=not no_tta).predict_files([png])[0].probability
+        assert abs(probability - expected) < 1e-5
+    assert abs(written[True] - written[False]) > 1e-5  # the flag changed what was computed
+
+
+def test_serve_has_the_same_switch():
+    import argparse
+
+    from cnnkit.server.cli import add_serve_arguments
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args(["m.keras", "--no-tta"]).no_tta and not parser.parse_args(["m.keras"]).no_tta

@@ -76,14 +76,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 class PredictActor:
     """A Ray Data callable class: loads the model once, then predicts batches of ``(index, file)`` rows."""
 
-    def __init__(self, model: str, top_k: int) -> None:
+    def __init__(self, model: str, top_k: int, tta: bool = True) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from cnnkit.cli import _import_keras_quietly
 
         _import_keras_quietly()  # no TensorFlow start-up lines from every actor
         from cnnkit.loading import load  # the loader `cnnkit predict` uses: run folder, .keras or model.json
 
-        self.predictor = load(model)
+        self.predictor = load(model, tta=tta)
         self.top_k = top_k
         self.width = min(max(1, top_k), len(self.predictor.class_names))
 
@@ -114,7 +114,7 @@ def _result(path: Path, labels: Sequence[str], probs: Sequence[float], error: st
 def predict_paths_ray(model: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], *,
                       out: str | Path | None = None, top_k: int = 3, batch_size: int = 256,
                       address: str | None = None, actors: int | None = None, num_cpus: int | None = None,
-                      progress: bool = True) -> BatchResult:
+                      progress: bool = True, tta: bool = True) -> BatchResult:
     """Predict every image under ``inputs`` on Ray; the same rows (and CSV) as :func:`cnnkit.batch.predict_paths`.
 
     Args:
@@ -142,7 +142,7 @@ def predict_paths_ray(model: str | os.PathLike[str], inputs: Sequence[str | os.P
         dataset = ray.data.from_items(items).map_batches(
             PredictActor, batch_format="numpy", batch_size=batch_size, num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=replicas),
-            fn_constructor_kwargs={"model": str(Path(model).absolute()), "top_k": top_k},
+            fn_constructor_kwargs={"model": str(Path(model).absolute()), "top_k": top_k, "tta": tta},
         )
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars, shown = progress, context.enable_progress_bars

@@ -120,9 +120,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from cnnkit.batch_ray import predict_paths_ray
 
         result = predict_paths_ray(args.run, args.images, out=args.out, top_k=args.top_k, address=args.ray_address,
-                                   actors=args.ray_actors, progress=args.out is not None)
+                                   actors=args.ray_actors, progress=args.out is not None, tta=not args.no_tta)
     else:
-        result = predict_paths(cnnkit.load(args.run), args.images, out=args.out, top_k=args.top_k,
+        result = predict_paths(cnnkit.load(args.run, tta=not args.no_tta), args.images, out=args.out, top_k=args.top_k,
                                progress=args.out is not None)
     if result.out is not None:
         print(f"Wrote {len(result.files)} rows ({result.failed} errors) to {result.out}")

@@ -87,6 +87,8 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder, .keras file, or exported model.json")
     p.add_argument("images", nargs="+", help="image files and folders")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per image, even where the model's recipe averages shifted copies (test-time augmentation)")
     p.add_argument("--out", type=Path, help="write a CSV (path,label,probability,top_k,error) instead of printing")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="ray: spread the files over Ray actors (pip install 'cnnkit[ray]'); same rows")

@@ -154,7 +154,8 @@ class Service:
         meta = self.predictor.metadata
         return JSONResponse({"models": [{**self.model_info, "class_names": self.predictor.class_names,
                                          "input_shape": list(self.predictor.input_shape),
-                                         "color_mode": meta.color_mode, "resize": meta.resize}]})
+                                         "color_mode": meta.color_mode, "resize": meta.resize,
+                                         "tta": self.predictor.tta}]})
 
     async def livez(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
