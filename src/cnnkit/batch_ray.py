@@ -121,6 +121,8 @@ def predict_paths_ray(model: str | os.PathLike[str], inputs: Sequence[str | os.P
         model: run folder, ``.keras`` file or exported ``model.json`` (readable by every Ray node).
         address: a Ray cluster (``HEAD:6379``); ``None`` starts a local loopback instance of ``num_cpus``.
         actors: model replicas (one CPU each); default one per CPU that Ray reports.
+        tta: ``False`` predicts one view per image even where the model's recipe asks for test-time
+            augmentation (:mod:`cnnkit.tta`).
 
     Example:
         >>> predict_paths_ray("runs/a", ["photos/"], out="predictions.csv")  # doctest: +SKIP
