@@ -10,12 +10,13 @@ autotuner off has no such thread and no stall:
 
     all indices -> shuffle (seeded, new order each epoch) -> batch -> gather rows -> prefetch
 
-The other backends get the arrays; their Keras adapters iterate NumPy directly.
+The other backends get the arrays; their Keras adapters iterate NumPy directly. A run with its
+own ``steps_per_epoch`` gets an endless generator instead, so an epoch never runs out of batches.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -29,10 +30,23 @@ def fit_inputs(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarra
     ``steps_per_epoch`` (each epoch then continues where the last one stopped).
     """
     if keras.backend.backend() != "tensorflow":
+        if repeat:  # Keras' array adapter would restart each epoch and cut short one that runs dry
+            return {"x": _endless(x, y, batch_size, seed), "shuffle": False,  # the generator shuffles itself
+                    "validation_data": (x_val, y_val), "validation_batch_size": batch_size}
         return {"x": x, "y": y, "validation_data": (x_val, y_val), "batch_size": batch_size, "shuffle": True}
     train = batches(x, y, batch_size, shuffle=True, seed=seed)
     return {"x": train.repeat() if repeat else train, "shuffle": False,  # the dataset shuffles itself
             "validation_data": batches(x_val, y_val, batch_size, shuffle=False)}
+
+
+def _endless(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled batches without end, a new seeded order for each pass over the rows (other backends)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            rows = order[start:start + batch_size]
+            yield x[rows], y[rows]
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
