@@ -48,7 +48,6 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
 
-
 def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     """The ``cnnkit`` parser; ``help_of`` maps each command to its one-line help."""
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")

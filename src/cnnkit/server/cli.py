@@ -77,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     import cnnkit
 
     _check_port_free(settings)  # before the (slow) model load
-    predictor = cnnkit.load(args.run, tta=not getattr(args, "no_tta", False))
+    predictor = cnnkit.load(args.run, tta=not args.no_tta)
     server = build_server(create_app(predictor, settings), settings, args.log_level)
     tta = f", averaging test-time views {predictor.tta}" if predictor.tta else ""
     print(f"Serving {settings.model_name} ({len(predictor.class_names)} classes, input "
