@@ -62,12 +62,16 @@ class Net(nn.Module):
         super().__init__()
         c = [max(4, int(round(v * width))) for v in (32, 64, 64, 128, 128)]
         self.K = K
-        spec = [(1, c[0], 5, True), (c[0], c[1], 3, False), (c[1], c[2], 3, True), (c[2], c[3], 3, False), (c[3], c[4], 3, False)]
+        # (in, out, kernel, max-pool before batch norm): conv5 32 pooled, 2x conv3 64 (2nd pooled), 2x conv3 128
+        spec = [(1, c[0], 5, True), (c[0], c[1], 3, False), (c[1], c[2], 3, True),
+                (c[2], c[3], 3, False), (c[3], c[4], 3, False)]
         self.convs = nn.ModuleList(); self.bns = nn.ModuleList(); self.pool = []
         for cin, cout, k, pool in spec:
             conv = nn.Conv2d(K * cin, K * cout, k, padding=k // 2, groups=K, bias=False)
             glorot_(conv.weight, K)
-            self.convs.append(conv); self.bns.append(nn.BatchNorm2d(K * cout, eps=1e-3, momentum=bn_mom)); self.pool.append(pool)
+            self.convs.append(conv)
+            self.bns.append(nn.BatchNorm2d(K * cout, eps=1e-3, momentum=bn_mom))  # Keras momentum 0.9 = torch 0.1
+            self.pool.append(pool)
         self.drop = nn.Dropout(dropout)
         a = math.sqrt(6 / (c[4] + 10))
         self.w = nn.Parameter(torch.empty(K, c[4], 10).uniform_(-a, a)); self.b = nn.Parameter(torch.zeros(K, 10))
