@@ -347,3 +347,41 @@ def test_training_streams_a_folder_left_on_disk(capsys, weather, tmp_path, monke
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_samples"] == len(ds.x_test) and 0 <= metrics["test_accuracy"] <= 1
     assert (run / "predictions.png").stat().st_size > 1000
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "streamed"])
+def test_steps_per_epoch_is_a_cap_not_a_demand(weather, tmp_path, monkeypatch, on_disk):
+    """`--steps-per-epoch N` above one pass over the data runs one whole pass each epoch, on both input paths.
+
+    Before, a streamed folder ran dry mid-epoch (Keras: "Your input ran out of data"), and
+    in-memory arrays ran N steps while the learning-rate schedule had planned one pass.
+    """
+    import keras
+    import warnings
+
+    from cnnkit.config import TrainConfig
+    from cnnkit.datasets import photos
+    from cnnkit.training import fit
+
+    if on_disk:
+        monkeypatch.setattr(photos, "IN_MEMORY_LIMIT", 0)
+    dataset = photos.load_folder(weather, image_size=SIZE)
+    assert (type(dataset.x_train).__name__ == "LazyImages") == on_disk
+    config = TrainConfig(preset="photo", data=str(weather), epochs=2, batch_size=8, steps_per_epoch=1000,
+                         image_size=SIZE).resolve()
+    last_step: list[int] = []
+
+    class LastStep(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            last_step.append(-1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            last_step[-1] = batch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*ran out of data.*")
+        result = fit(dataset, config, tmp_path / "run", verbose=0, callbacks=[LastStep()])
+    one_pass = -(-result.train_size // 8)
+    assert last_step == [one_pass - 1, one_pass - 1]
+    assert result.images_per_epoch == result.train_size

@@ -156,7 +156,9 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         else:  # in memory: batches gathered from the arrays (tf.data on TensorFlow), no Python per batch
             inputs = feed.fit_inputs(split.x_train, split.y_train, split.x_val, split.y_val, config.batch_size,
                                      seed=config.seed, repeat=bool(config.steps_per_epoch))
-        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
+        # --steps-per-epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
+        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps if config.steps_per_epoch else None,
                   callbacks=[*(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
     return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size))
