@@ -357,8 +357,10 @@ def test_steps_per_epoch_is_a_cap_not_a_demand(weather, tmp_path, monkeypatch, o
     Before, a streamed folder ran dry mid-epoch (Keras: "Your input ran out of data"), and
     in-memory arrays ran N steps while the learning-rate schedule had planned one pass.
     """
-    import keras
+    import math
     import warnings
+
+    import keras
 
     from cnnkit.config import TrainConfig
     from cnnkit.datasets import photos
@@ -382,6 +384,6 @@ def test_steps_per_epoch_is_a_cap_not_a_demand(weather, tmp_path, monkeypatch, o
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*ran out of data.*")
         result = fit(dataset, config, tmp_path / "run", verbose=0, callbacks=[LastStep()])
-    one_pass = -(-result.train_size // 8)
+    one_pass = math.ceil(result.train_size / 8)
     assert last_step == [one_pass - 1, one_pass - 1]
     assert result.images_per_epoch == result.train_size
