@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install browser bench-deps demo test test-tf test-jax slow clean
+.PHONY: install browser bench-deps demo test test-tf test-jax slow readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test-jax: install
 
 slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# Every README command in order, with short settings, as a newcomer runs them (before each release).
+readme: install browser
+	$(BIN)/python -m pytest -q -s -m readme
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -18,6 +18,9 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright must never downlo
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 MNIST_SUBSET = FIXTURES / "mnist_subset.npz"
+# Article 003's weather photos, for the slow real-data tests: beside the repository (../shared), or
+# wherever CNNKIT_WEATHER points. Never in the repository itself (79 MB).
+WEATHER = Path(os.environ.get("CNNKIT_WEATHER") or Path(__file__).resolve().parents[2] / "shared/datasets/weather")
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +67,12 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def weather() -> Path:
+    """The weather photos; a slow test asked for them fails, loudly, when they are missing (never skips)."""
+    if not WEATHER.is_dir():
+        pytest.fail(f"The weather photos are not at {WEATHER}. Put article 003's folder there (beside the "
+                    "repository, in shared/datasets/weather) or set CNNKIT_WEATHER to it.", pytrace=False)
+    return WEATHER

@@ -116,38 +116,3 @@ def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
     with zipfile.ZipFile(tmp_path / "m.keras") as archive:
         assert artifact.METADATA_MEMBER in archive.namelist()
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "litert", "saved_model"])
-def test_graph_exports_match_keras(trained_run, mnist_subset, tmp_path, fmt):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("graph exports run on the TensorFlow backend")
-    files = export_model(trained_run.run_dir, tmp_path / fmt, fmt)
-    x = mnist_subset.x_test[:16]
-    expected = cnnkit.load(trained_run.run_dir).predict_proba(x)
-    if fmt == "onnx":
-        import onnx
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
-        assert session.get_inputs()[0].type == "tensor(uint8)"  # raw pixels in
-        got = session.run(None, {session.get_inputs()[0].name: x})[0]
-        props = {p.key: p.value for p in onnx.load(str(files[0])).metadata_props}
-        assert json.loads(props["cnnkit"])["class_names"] == [str(i) for i in range(10)]
-    elif fmt == "litert":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(str(files[0]))
-        inp = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(inp["index"], x.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    else:
-        import tensorflow as tf
-
-        loaded = tf.saved_model.load(str(files[0]))  # keep a reference: its variables live in it
-        got = loaded.serve(x).numpy()
-    assert np.abs(got - expected).max() < 1e-5
-    assert json.loads(files[1].read_text())["input_shape"] == [28, 28, 1]

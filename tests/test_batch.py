@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -65,12 +64,8 @@ def test_empty_input_is_a_clear_error(predictor, tmp_path):
         predict_paths(predictor, [tmp_path / "empty"], progress=False)
 
 
-WEATHER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "weather"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not WEATHER.is_dir(), reason="needs ../shared/datasets/weather")
-def test_weather_batch_matches_the_server(tmp_path):
+def test_weather_batch_matches_the_server(tmp_path, weather):
     """Issue 4: batch prediction over the weather folder = /v1/predict for the same files."""
     from starlette.testclient import TestClient
 
@@ -80,8 +75,8 @@ def test_weather_batch_matches_the_server(tmp_path):
     classes = ["cloudy", "rain", "shine", "sunrise"]
     predictor = Predictor(build_model("photo", num_classes=4),
                           ModelMetadata(class_names=classes, input_shape=[96, 96, 3], color_mode="rgb"))
-    result = predict_paths(predictor, [WEATHER], out=tmp_path / "weather.csv", progress=False)
-    files = sorted(p for p in WEATHER.iterdir() if p.is_file())
+    result = predict_paths(predictor, [weather], out=tmp_path / "weather.csv", progress=False)
+    files = sorted(p for p in weather.iterdir() if p.is_file())
     assert [f.path for f in result.files] == files and result.failed == 0  # one row per file
     with TestClient(create_app(predictor, ServerSettings(max_body_mb=20))) as client:
         while client.get("/readyz").status_code != 200:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnkit.cli import main
@@ -117,3 +120,125 @@ def test_local_ray_refuses_to_leave_loopback(monkeypatch):
         with ray_session(num_cpus=1):
             pass
     assert not ray.is_initialized()
+
+
+# Class names of clearly different lengths, each with a colour a model learns in one epoch.
+WEATHER = {"a": (200, 30, 30), "cloudy": (128, 128, 128), "thunderstorm_with_hail": (30, 60, 200)}
+
+
+def _write_photos(folder: Path, per_class: int, rng: np.random.Generator) -> list[Path]:
+    """``per_class`` noisy 40x30 PNGs of each :data:`WEATHER` colour, listed with the classes interleaved."""
+    from PIL import Image
+
+    paths = []
+    for i in range(per_class):
+        for name, colour in WEATHER.items():
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 21, (30, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(path := folder / name / f"{i:03d}.png")
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def weather_run(tmp_path_factory):
+    """A photo model trained 1 epoch at 32 px on class sub-folders named as in :data:`WEATHER`, and 402 unseen
+    images of those classes, interleaved (a, cloudy, thunderstorm_with_hail, a, ...)."""
+    from cnnkit.config import TrainConfig
+    from cnnkit.run import train
+
+    root, rng = tmp_path_factory.mktemp("weather"), np.random.default_rng(0)
+    _write_photos(root / "train", 24, rng)
+    config = TrainConfig(preset="photo", data=str(root / "train"), epochs=1, image_size=32, seed=0)
+    run = train(config, root / "run", verbose=0).run_dir
+    return run, _write_photos(root / "unseen", 134, rng)
+
+
+def test_ray_rows_do_not_depend_on_the_label_lengths_in_each_batch(local_ray, weather_run, tmp_path):
+    """Regression: each batch's labels went out as fixed-width strings as wide as that batch's longest label, and
+    Arrow cannot concatenate two batches of different widths ("Can't unify tensor types ... fixed_size_binary")."""
+    from cnnkit.batch import predict_paths
+    from cnnkit.batch_ray import predict_paths_ray
+    from cnnkit.loading import load
+
+    run, photos = weather_run
+    bad = {"empty.png": b"", "text.png": b"just some text, named .png"}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    # Errors of different lengths in a few batches, none in the others.
+    inputs = [*photos[:7], tmp_path / "empty.png", *photos[7:100], tmp_path / "missing.png", *photos[100:300],
+              tmp_path / "text.png", *photos[300:]]
+    expected = [f.row() for f in predict_paths(load(run), inputs, top_k=1, progress=False).files]
+    truth = [path.parent.name for path in photos]
+    assert [r["label"] for r in expected if not r["error"]] == truth  # top-1 widths 1, 6, 22 by turns
+    # Ray cuts the 405 rows into 200 blocks of 2 (or 3) rows; an actor task takes whole blocks until it has at
+    # least batch_size=3 rows, so most tasks predict a batch of 3 and a batch of 1 or 2, whose longest labels
+    # differ, and joins them into one output block.
+    got = predict_paths_ray(run, inputs, top_k=1, batch_size=3, progress=False)
+    assert [f.row() for f in got.files] == expected  # in input order, to the last digit
+    assert got.failed == 3
+
+
+def test_a_failing_ray_worker_is_one_error_line(local_ray, weather_run, tmp_path, monkeypatch, capsys):
+    """The driver can read the model, the actors cannot (the file changed underneath): `Error:` + `Hint:`,
+    exit 1, no traceback and no CSV."""
+    import cnnkit.loading
+
+    run = tmp_path / "run"
+    shutil.copytree(weather_run[0], run)
+    real_load = cnnkit.loading.load
+
+    def load_then_corrupt(path, *args, **kwargs):  # the driver's check passes; the actors load the corrupt file
+        predictor = real_load(path, *args, **kwargs)
+        (run / "model.keras").write_bytes(b"not a zip archive")
+        return predictor
+
+    monkeypatch.setattr(cnnkit.loading, "load", load_then_corrupt)
+    out = tmp_path / "rows.csv"
+    code = main(["predict", str(run), *map(str, weather_run[1][:4]), "--out", str(out), "--engine", "ray"])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 1 and not out.exists()
+    assert [line.split(":")[0] for line in lines] == ["Error", "Hint"], captured.err
+    assert lines[0].startswith("Error: Ray failed while predicting 4 files: ArtifactError: ")
+    assert "model.keras is not a readable .keras model file" in lines[0]
+    assert lines[1] == ("Hint: Rerun with --debug for the full traceback, and check that the run folder and the "
+                        "images are readable on every Ray node.")
+    assert "Traceback" not in captured.err + captured.out and captured.out == ""
+
+
+def test_first_error_line_finds_the_worker_exception(monkeypatch):
+    """What a worker raised, as Ray sends it back: the innermost non-Ray exception line, without its module."""
+    from cnnkit.batch_ray import LOOPBACK_ENV, first_error_line
+
+    monkeypatch.setenv(LOOPBACK_ENV, "0")  # as cnnkit sets it, so that importing Ray here harms no later test
+    exceptions = pytest.importorskip("ray.exceptions")
+    arrow = ('Traceback (most recent call last):\n  File "transform_pyarrow.py", line 659, in unify_schemas\n'
+             "pyarrow.lib.ArrowTypeError: Can't unify tensor types with divergent scalar types: [...]\n\n"
+             "During handling of the above exception, another exception occurred:\n\n"
+             "ray.data._internal.tensor_extensions.arrow.ArrowConversionError: Error converting data to Arrow\n")
+    task = exceptions.RayTaskError("submit", arrow, RuntimeError("Error converting data to Arrow"))
+    assert first_error_line(task) == "ArrowTypeError: Can't unify tensor types with divergent scalar types: [...]"
+    init = exceptions.RayTaskError("__init__", 'Traceback ...\n  File "x.py"\ncnnkit.errors.ArtifactError: '
+                                   "m.keras is not a readable .keras model file: bad.\n", ValueError("x"))
+    died = exceptions.ActorDiedError(init)
+    assert first_error_line(died) == "ArtifactError: m.keras is not a readable .keras model file: bad."
+    assert first_error_line(exceptions.RayError("\x1b[36mNode died.\x1b[39m\n  details")) == "Node died."
+
+
+def test_a_ray_run_prints_only_cnnkit_lines(weather_run, tmp_path):
+    """The real command on a local Ray: no Ray warnings, no `E core_worker` lines, no worker output."""
+    run, photos = weather_run
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for path in photos[:6]:
+        shutil.copy(path, folder / f"{path.parent.name}{path.name}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh local Ray, as a user gets
+    out = tmp_path / "rows.csv"
+    done = subprocess.run([sys.executable, "-m", "cnnkit.cli", "predict", str(run), str(folder), "--out", str(out),
+                           "--engine", "ray"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"Wrote 6 rows (0 errors) to {out}"]
+    noise = ("WARNING", " E ", "Traceback", "INFO ", "pid=", "(raylet)")  # Ray's loggers, C++ logs, worker output
+    assert not [line for line in done.stderr.splitlines() if any(mark in line for mark in noise)], done.stderr
+    assert len(_rows(out)) == 6

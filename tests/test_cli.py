@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 
@@ -139,3 +140,116 @@ def test_reproduce_prints_the_article_number_beside_ours(capsys, tmp_path):
                            "--out", str(tmp_path / "r"))
     assert code == 0
     assert "article reported val_accuracy 97.06%" in out and "cnnkit test accuracy" in out
+
+
+_IMPORTS_AFTER = """
+import sys
+from cnnkit.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["summary", "--list"], ["train", "--epohcs", "3"],
+                                  ["trian"], ["explain", "conv"]])
+def test_light_commands_do_not_load_tensorflow(argv):
+    out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("loaded: []"), out.stdout[-300:] + out.stderr[-300:]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--version"])
+    assert excinfo.value.code == 0
+    import cnnkit
+
+    assert capsys.readouterr().out.strip() == f"cnnkit {cnnkit.__version__}"
+
+
+def test_option_typo_is_an_error_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", str(MNIST_SUBSET), "--epohcs", "3"])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["Error: Unrecognized arguments: --epohcs 3.",
+                                "Hint: Did you mean --epochs? Run `cnnkit train --help` to see every option."]
+
+
+def test_command_and_choice_typos_suggest_the_nearest(capsys):
+    for argv, fragment in ((["trian"], "Did you mean 'train'?"),
+                           (["train", "--schedule", "cosin"], "Did you mean 'cosine'?")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert err.startswith("Error: ") and f"Hint: {fragment}" in err and "usage:" not in err
+
+
+def test_debug_is_accepted_after_the_command_too():
+    from cnnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["summary", "nope", "--debug"])
+
+
+def test_reproduce_of_our_own_recipe_says_there_is_no_article_number(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "reproduce", "fast", "--data", str(MNIST_SUBSET), "--epochs", "1",
+                           "--out", str(tmp_path / "r"))
+    assert code == 0
+    assert "(1 epoch," in out  # not "1 epochs"
+    assert "fast: cnnkit's own recipe, not an article's, so there is no reported number" in out
+    assert "cnnkit test accuracy" in out and "after 1 epoch in" in out
+
+
+def test_predict_warns_about_colour_photos_given_to_a_digit_model(capsys, trained_run, mnist_subset, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "sunset.jpg"
+    rng = np.random.default_rng(0)
+    sky = np.zeros((300, 400, 3), np.uint8)
+    sky[..., 0], sky[..., 1], sky[..., 2] = 230, np.linspace(60, 180, 400).astype(np.uint8), 40
+    Image.fromarray(np.clip(sky + rng.integers(0, 20, sky.shape), 0, 255).astype(np.uint8)).save(photo)
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(encode_png(mnist_subset.x_test[0]))
+    code, out, err = run_cli(capsys, "predict", str(trained_run.run_dir), str(photo), str(digit))
+    assert code == 0 and f"{photo}: " in out and f"{digit}: " in out  # still answered
+    assert err.startswith("Warning: 1 of 2 images are far from what the model was trained on "
+                          "(greyscale 28x28 images): 1 colour image, e.g. sunset.jpg (a colour image)."), err
+    code, _, err = run_cli(capsys, "predict", str(trained_run.run_dir), str(digit))
+    assert code == 0 and err == ""  # a digit like the training ones: no warning
+
+
+def test_show_writes_its_grid_under_runs_not_here(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "show", str(MNIST_SUBSET))
+    assert code == 0 and "Sample grid: runs/samples-mnist_subset.png" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+
+
+def test_an_image_size_too_small_for_the_recipe_is_refused_before_the_run_folder(capsys, tmp_path):
+    from photo_factory import write_clean
+
+    write_clean(tmp_path / "photos", per_class=4)
+    code, _, err = run_cli(capsys, "train", str(tmp_path / "photos"), "--recipe", "article-003", "--image-size", "32",
+                           "--out", str(tmp_path / "run"))
+    assert_clean_error(code, err, "The input is too small for the layers of article-003: they shrink a 32x32 image "
+                                  "to nothing.", "Hint: Use an --image-size of at least 48.")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_no_tensorflow_log_lines_from_the_api_or_a_jax_run(backend, tmp_path):
+    """TensorFlow's C++ start-up lines ("oneDNN custom operations are on", absl's "All log messages before
+    absl::InitializeLog()") reached the terminal from `import cnnkit` users and, on JAX, mid-training."""
+    code = ("import cnnkit\n"
+            f"result = cnnkit.train(cnnkit.TrainConfig(preset='fast', data={str(MNIST_SUBSET)!r}, epochs=1,"
+            f" train_limit=300, test_limit=100), {str(tmp_path / 'run')!r}, verbose=0)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**env, "KERAS_BACKEND": backend})
+    assert out.returncode == 0, out.stderr[-3000:]
+    noise = [line for line in out.stderr.splitlines() if "absl::InitializeLog" in line or "oneDNN" in line
+             or line[:5] in ("I0000", "W0000", "E0000")]
+    assert not noise, out.stderr[-3000:]

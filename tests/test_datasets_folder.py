@@ -16,8 +16,6 @@ from cnnkit.datasets.folder import DEFAULT_LABEL_REGEX, FolderIndex, index_folde
 from cnnkit.datasets.folder_splits import split_index
 from cnnkit.errors import ConfigError, DataError
 
-WEATHER = Path("/work/shared/datasets/weather")
-
 
 def _png(path: Path, color: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG") -> Path:
     """A real 4x4 image; ``color`` makes its bytes distinct."""
@@ -310,10 +308,9 @@ def test_bad_fractions(tmp_path, kwargs, match):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WEATHER.is_dir(), reason=f"{WEATHER} not present")
-def test_weather_folder():
+def test_weather_folder(weather):
     start = time.perf_counter()
-    index = index_folder(WEATHER)
+    index = index_folder(weather)
     seconds = time.perf_counter() - start
     assert index.label_mode == "filename" and index.skipped == []
     files = {"cloudy": 300, "rain": 214, "shine": 253, "sunrise": 354}

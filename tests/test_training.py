@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cnnkit import artifact
+from cnnkit.cli import main
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import TMP_MARKER
 from cnnkit.models import build_model
@@ -70,13 +71,15 @@ def test_same_seed_same_split_and_weights(mnist_subset):
 
 
 def test_existing_run_folder_is_not_overwritten(trained_run):
-    with pytest.raises(ConfigError, match=r"Run folder already exists.*--resume.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"already holds a finished run") as excinfo:
         train(TrainConfig(data=str(MNIST_SUBSET), epochs=1), trained_run.run_dir)
+    assert "--overwrite" in excinfo.value.hint and "--resume" not in excinfo.value.hint  # it would fail
 
 
 def test_finished_run_cannot_resume(trained_run):
-    with pytest.raises(ConfigError, match="already finished"):
+    with pytest.raises(ConfigError, match="already finished") as excinfo:
         train(TrainConfig(), trained_run.run_dir, resume=True)
+    assert "--overwrite instead of --resume" in excinfo.value.hint
 
 
 def test_resume_before_the_first_epoch_starts_over(tmp_path, capsys):
@@ -89,7 +92,7 @@ def test_resume_before_the_first_epoch_starts_over(tmp_path, capsys):
 
 def test_overwrite_refuses_a_folder_cnnkit_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="only replaces cnnkit run folders"):
+    with pytest.raises(ConfigError, match="is not a cnnkit run folder"):
         train(TrainConfig(data=str(MNIST_SUBSET), epochs=1), tmp_path, overwrite=True)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
@@ -114,7 +117,7 @@ def _checkpoint_epoch(run_dir) -> int:
         return 0
 
 
-def test_sigkill_mid_epoch_then_resume(tmp_path):
+def test_sigkill_mid_epoch_then_resume(tmp_path, capsys):
     """Acceptance: kill -9 during an epoch; --resume continues from the last completed epoch."""
     run_dir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "cnnkit.cli", "train", str(MNIST_SUBSET), "--recipe", "article-004",
@@ -132,6 +135,15 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     completed = _checkpoint_epoch(run_dir)
     assert 1 <= completed < 3, "the run must be killed mid-training"
     before = json.loads((run_dir / "history.json").read_text())
+    # An unfinished run is named as such wherever a model is wanted, with the command that finishes it.
+    for argv in (["predict", str(run_dir), str(MNIST_SUBSET)], ["evaluate", str(run_dir)],
+                 ["serve", str(run_dir), "--port", "1"], ["report", str(run_dir)]):
+        code, err = main(argv), capsys.readouterr().err
+        assert code != 0 and err.startswith(f"Error: Run folder {run_dir} is unfinished: {completed} of 3 epochs"), err
+        assert f"Hint: Finish it with `cnnkit train --out {run_dir} --resume`" in err
+    assert main(["train", str(MNIST_SUBSET), "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds an unfinished run ({completed} of 3 epochs completed)" in err and "Pass --resume" in err
 
     out = subprocess.run(cmd[:-2] + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -200,3 +212,50 @@ def test_read_config_brings_back_what_the_run_was_trained_with(tmp_path):
     assert read_config(old).image_size == 96
     # New folder runs record it.
     assert TrainConfig(data=str(tmp_path)).resolve().image_size == get_preset("photo").input_shape[0]
+
+
+def _train_cli(tmp_path, name, *options, data=MNIST_SUBSET):
+    """`cnnkit train` of article 001 on 600 digits with ``options``; the run's history."""
+    out = tmp_path / name
+    argv = ["train", str(data), "--recipe", "article-001", "--train-limit", "600", "--test-limit", "100",
+            "--out", str(out), *options]
+    assert main(argv) == 0
+    return json.loads((out / "history.json").read_text())
+
+
+def test_lr_and_constant_schedule(tmp_path):
+    history = _train_cli(tmp_path, "constant", "--epochs", "2", "--lr", "0.0025", "--schedule", "constant")
+    assert history["learning_rate"] == pytest.approx([0.0025, 0.0025])
+
+
+def test_cosine_schedule_decays_from_lr_to_zero(tmp_path):
+    lr = _train_cli(tmp_path, "cosine", "--epochs", "3", "--lr", "0.004", "--schedule", "cosine")["learning_rate"]
+    assert 0.004 > lr[0] > lr[1] > lr[2] and lr[2] == pytest.approx(0.0, abs=1e-9)  # the end of the schedule
+
+
+def test_plateau_schedule_cuts_lr_when_validation_loss_stalls(tmp_path):
+    # At lr 1e-8 validation loss cannot improve by ReduceLROnPlateau's min_delta (1e-4): every epoch
+    # after the first is a plateau, and the rate is cut by 0.3 each time (patience 1).
+    lr = _train_cli(tmp_path, "plateau", "--epochs", "3", "--lr", "1e-8", "--schedule", "plateau")["learning_rate"]
+    assert lr == pytest.approx([1e-8, 3e-9, 9e-10])
+
+
+def test_early_stopping_stops_when_validation_loss_rises(tmp_path):
+    # Labels that are noise: memorising them makes validation loss rise from the first epochs on.
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "noise.npz"
+    np.savez(noise, x_train=rng.integers(0, 256, (700, 28, 28, 1), dtype=np.uint8), y_train=rng.integers(0, 2, 700),
+             x_test=rng.integers(0, 256, (100, 28, 28, 1), dtype=np.uint8), y_test=rng.integers(0, 2, 100))
+    history = _train_cli(tmp_path, "stopped", "--epochs", "12", "--lr", "0.003", "--early-stopping", "2", data=noise)
+    epochs = len(history["loss"])
+    assert epochs < 12
+    best = int(np.argmin(history["val_loss"]))
+    assert epochs == best + 1 + 2  # stopped after 2 epochs (the patience) without a better val_loss
+
+
+def test_max_minutes_stops_at_an_epoch_boundary(tmp_path, capsys):
+    history = _train_cli(tmp_path, "budget", "--epochs", "5", "--max-minutes", "0.001")
+    assert len(history["loss"]) == 1  # the first epoch alone outlasts 0.06 s; no second one starts
+    assert "Time budget of 0.001 min reached after epoch 1; stopping." in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "budget" / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and "test_accuracy" in metrics  # a finished run, evaluated

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import atomic_path
@@ -144,11 +144,34 @@ def resolve_model_path(path: str | Path) -> Path:
     """Accept a run folder or a ``.keras`` file; return the model file, or raise ArtifactError."""
     path = Path(path)
     if path.is_dir():
+        unfinished = unfinished_run(path)
+        if unfinished is not None:
+            raise ArtifactError(f"Run folder {path} is unfinished: {unfinished} (it was stopped, or is still "
+                                f"training), so it has no {MODEL} yet.",
+                                f"Finish it with `cnnkit train --out {path} --resume`, then try again.")
+        if not (path / MODEL).is_file():
+            raise ArtifactError(f"Expected a finished run folder, holding {MODEL}. Received: {path}, which has none.",
+                                "Pass the --out folder of a finished `cnnkit train`, or a .keras file.")
         path = path / MODEL
     if not path.is_file():
         raise ArtifactError(f"Model not found. Received: {path}.",
                             "Pass a run folder made by `cnnkit train` or a .keras file.")
     return path
+
+
+def unfinished_run(run_dir: str | Path) -> str | None:
+    """How far a run that has not saved its model yet got (killed, or still training); None if not one.
+
+    Example:
+        >>> unfinished_run("runs/killed")  # doctest: +SKIP
+        '3 of 27 epochs completed'
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL).is_file() or not (run_dir / CONFIG).is_file():
+        return None
+    done = len(read_json(run_dir / HISTORY_JSON).get("loss", []))
+    planned = read_json(run_dir / CONFIG).get("train", {}).get("epochs")
+    return f"{done} of {planned or '?'} epochs completed"
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

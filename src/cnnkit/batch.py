@@ -34,6 +34,7 @@ class FileResult:
     path: Path
     prediction: Prediction | None
     error: str = ""
+    warning: str = ""  # how the image differs from the model's training images (Predictor.mismatch); not in the CSV
 
     def row(self) -> dict[str, str]:
         """The file's CSV row."""
@@ -50,10 +51,23 @@ class BatchResult:
 
     files: list[FileResult]
     out: Path | None
+    trained_on: str = ""  # the model's training images in a few words (Predictor.describe_training)
 
     @property
     def failed(self) -> int:
         return sum(1 for f in self.files if f.prediction is None)
+
+    def warning(self) -> str:
+        """One line about the images far from the model's training images (``""`` when none is)."""
+        odd = [f for f in self.files if f.warning and f.prediction is not None]
+        if not odd:
+            return ""
+        colour = sum(f.warning == "a colour image" for f in odd)
+        what = "; ".join(text for n, text in ((colour, f"{colour} colour image{'s' if colour != 1 else ''}"),
+                                              (len(odd) - colour, f"{len(odd) - colour} at another size")) if n)
+        examples = ", ".join(f"{f.path.name} ({f.warning})" for f in odd[:3])
+        return (f"{len(odd)} of {len(self.files)} images are far from what the model was trained on "
+                f"({self.trained_on}): {what}, e.g. {examples}. Its answers for them are likely meaningless.")
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -77,12 +91,13 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start:start + size]
 
 
-def decode_file(predictor: Predictor, path: str | os.PathLike[str]) -> np.ndarray | str:
-    """One file's pixels as the model wants them, or the reason it cannot be read (never raises for bad files)."""
+def decode_file(predictor: Predictor, path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str, str]:
+    """``(pixels, "", warning)`` as the model wants them, or ``(None, reason, "")`` (never raises for bad files)."""
     try:
-        return predictor.decode(path)
+        pixels, warning = predictor.decode_with_warning(path)
     except CnnkitError as exc:
-        return exc.message
+        return None, exc.message, ""
+    return pixels, "", warning
 
 
 def predict_chunk(predictor: Predictor, paths: Sequence[Path], *, top_k: int = 3,
@@ -93,13 +108,10 @@ def predict_chunk(predictor: Predictor, paths: Sequence[Path], *, top_k: int = 3
     """
     decode = functools.partial(decode_file, predictor)
     decoded = list(pool.map(decode, paths) if pool is not None else map(decode, paths))
-    good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
-    predictions = iter(predictor.predict(np.stack([decoded[i] for i in good]), top_k=top_k) if good else [])
-    results = []
-    for path, item in zip(paths, decoded):
-        ok = isinstance(item, np.ndarray)
-        results.append(FileResult(Path(path), next(predictions) if ok else None, "" if ok else item))
-    return results
+    good = [pixels for pixels, _, _ in decoded if pixels is not None]
+    predictions = iter(predictor.predict(np.stack(good), top_k=top_k) if good else [])
+    return [FileResult(Path(path), next(predictions) if pixels is not None else None, error, warning)
+            for path, (pixels, error, warning) in zip(paths, decoded)]
 
 
 def write_csv(out: str | Path, files: Sequence[FileResult]) -> None:
@@ -133,4 +145,4 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
                 bar.add(len(chunk))
     if out is not None:
         write_csv(out, results)
-    return BatchResult(files=results, out=Path(out) if out else None)
+    return BatchResult(files=results, out=Path(out) if out else None, trained_on=predictor.describe_training())

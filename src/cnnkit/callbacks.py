@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import keras
+from cnnkit._backend import keras
 
 from cnnkit import artifact, distributed
 from cnnkit.fileio import write_json, write_text

@@ -8,14 +8,12 @@ exit non-zero without a traceback; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-from cnnkit.cli_options import build_parser  # light: no Keras import until a command runs
+from cnnkit.cli_options import build_parser, parse_args, speak_cli  # light: no Keras until a command runs
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -35,12 +33,18 @@ def _config(args: argparse.Namespace, data: str):
     return TrainConfig(data=data, **{name: getattr(args, name) for name in names if hasattr(args, name)})
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_metrics(result) -> None:
     m = result.metrics
     print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  "
-          f"({m['epochs']} epochs, {m['train_seconds']:.1f} s training)")
+          f"({_count(m['epochs'], 'epoch')}, {m['train_seconds']:.1f} s training)")
     _print_tta(m)
-    print(f"Run folder: {result.run_dir}")
+    if result.written:
+        print(f"Run folder: {result.run_dir}")
 
 
 @command
@@ -66,11 +70,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
     result = train(_config(args, args.data or preset.dataset), out, overwrite=args.overwrite)
     _print_metrics(result)
+    ours = (f"cnnkit test accuracy {result.metrics['test_accuracy']:.2%} on the held-out test set "
+            f"after {_count(result.metrics['epochs'], 'epoch')} "
+            f"in {result.metrics['train_seconds']:.0f} s.")
     if preset.reported:
         r = preset.reported
-        print(f"{preset.name}: article reported {r.metric} {r.value:.2%} ({r.note}); "
-              f"cnnkit test accuracy {result.metrics['test_accuracy']:.2%} on the held-out test set "
-              f"after {result.metrics['epochs']} epochs in {result.metrics['train_seconds']:.0f} s.")
+        print(f"{preset.name}: article reported {r.metric} {r.value:.2%} ({r.note}); {ours}")
+    else:
+        print(f"{preset.name}: cnnkit's own recipe, not an article's, so there is no reported number to set "
+              f"beside ours (benchmarks/RESULTS.md has its measurements); {ours}")
     return 0
 
 
@@ -82,7 +90,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"tune-{args.study}"
     result = tune(_config(args, args.data), study=args.study, storage=args.storage, trials=args.trials, out=out,
                   overwrite=args.overwrite)
-    print(f"Study {result.study!r}: {result.trials} trials; best #{result.best_trial}, "
+    print(f"Study {result.study!r}: {_count(result.trials, 'trial')}; best #{result.best_trial}, "
           f"validation accuracy {result.best_value:.2%}, {result.best_params}")
     if result.run is not None:
         _print_metrics(result.run)
@@ -116,14 +124,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from cnnkit.errors import ConfigError
         raise ConfigError(f"--ray-address and --ray-actors apply to Ray. Received: engine={args.engine!r}.",
                           "Add --engine ray.")
+    progress = args.out is not None and sys.stdout.isatty()  # a live bar, never escape codes in a log
     if args.engine == "ray":
         from cnnkit.batch_ray import predict_paths_ray
 
         result = predict_paths_ray(args.run, args.images, out=args.out, top_k=args.top_k, address=args.ray_address,
-                                   actors=args.ray_actors, progress=args.out is not None, tta=not args.no_tta)
+                                   actors=args.ray_actors, progress=progress, tta=not args.no_tta)
     else:
         result = predict_paths(cnnkit.load(args.run, tta=not args.no_tta), args.images, out=args.out, top_k=args.top_k,
-                               progress=args.out is not None)
+                               progress=progress)
+    if result.warning():
+        print(f"Warning: {result.warning()}", file=sys.stderr)
     if result.out is not None:
         print(f"Wrote {len(result.files)} rows ({result.failed} errors) to {result.out}")
         return 1 if result.failed else 0
@@ -158,13 +169,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _folder_options(args: argparse.Namespace) -> dict:
-    """Folder options for show/verify; MNIST and .npz data take none."""
+    """Folder options for show/verify: the ones `cnnkit train` would use, so both share the decoded cache."""
     config = _config(args, args.data)
     if not config.is_folder:
         return {}
     from cnnkit.presets import get_preset
 
-    return config.folder_options(get_preset("photo")) | ({} if args.image_size else {"image_size": 150})
+    return config.folder_options(get_preset(config.preset or "photo"))
 
 
 @command
@@ -229,27 +240,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_keras_quietly() -> None:
-    """Import Keras (and with it the backend) with C++ start-up logging kept off the terminal.
-
-    TensorFlow 2.21 writes absl INFO lines ("oneDNN custom operations are on", "All log messages
-    before absl::InitializeLog() ...") straight to file descriptor 2 while it loads, before
-    TF_CPP_MIN_LOG_LEVEL takes effect; on CPUs where oneDNN is enabled every command would start
-    with them. Python errors raised by the import still propagate, after stderr is restored.
-    """
-    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        importlib.import_module("keras")  # for its side effect: loading the backend
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
 
@@ -271,24 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["summary", "--list"]:
         argv = ["summary", "list"]
-    args = build_parser({name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()}).parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+    parser = build_parser({name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()})
+    args = parse_args(parser, argv)
     logger = logging.getLogger("cnnkit")  # cnnkit's own progress notes (data sources, caches) on stderr
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
     logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
     from cnnkit.errors import CnnkitError
 
-    try:
-        if not args.debug:
-            _import_keras_quietly()
+    try:  # Keras (and TensorFlow) load only inside the commands that need them (cnnkit._backend)
         return COMMANDS[args.command](args)
     except CnnkitError as exc:
         if args.debug:
             raise
-        print(f"Error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"Hint: {exc.hint}", file=sys.stderr)
+        message, hint = speak_cli(exc, parser.commands.get(args.command, parser))
+        print(f"Error: {message}", file=sys.stderr)
+        if hint:
+            print(f"Hint: {hint}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

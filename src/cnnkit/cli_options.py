@@ -8,9 +8,64 @@ by name. Nothing here imports Keras.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from pathlib import Path
+from typing import NoReturn
 
+from cnnkit import __version__
 from cnnkit.config import SCHEDULES
+from cnnkit.errors import CnnkitError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with cnnkit's error format: ``Error: …`` and ``Hint: …`` on stderr, exit status 2."""
+
+    def error(self, message: str, hint: str | None = None) -> NoReturn:  # type: ignore[override]
+        if hint is None:
+            wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1) if wrong else []
+            hint = (f"Did you mean {close[0]!r}? " if close else "") + f"Run `{self.prog} --help` to see every option."
+        self.exit(2, f"Error: {message[:1].upper()}{message[1:]}.\nHint: {hint}\n")
+
+
+def _options_of(parser: argparse.ArgumentParser) -> list[str]:
+    return [option for action in parser._actions for option in action.option_strings]  # noqa: SLF001
+
+
+def speak_cli(exc: CnnkitError, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
+    """``exc``'s message and hint with the parameters it names (``exc.params``) as ``parser``'s flags.
+
+    A bare name becomes the flag (``epochs`` -> ``--epochs``, ``learning_rate`` -> ``--lr``) and
+    ``name=True`` the switch (``overwrite=True`` -> ``--overwrite``); ``Received: epochs=-1`` stays.
+    """
+    actions = {action.dest: action for action in parser._actions if action.option_strings}  # noqa: SLF001
+
+    def speak(text: str | None) -> str | None:
+        for param in exc.params:
+            action = actions.get(param)
+            if text is None or action is None:
+                continue
+            flag = action.option_strings[0]
+            if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+                text = re.sub(rf"(?<![\w.-]){re.escape(param)}=True\b", flag, text)
+            text = re.sub(rf"(?<![\w.-]){re.escape(param)}(?![\w=])", flag, text)
+        return text
+
+    return speak(exc.message) or exc.message, speak(exc.hint)
+
+
+def parse_args(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is a usage error that suggests the nearest real one."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands.get(getattr(args, "command", ""), parser)
+        unknown = next((item for item in extra if item.startswith("-")), extra[0])
+        close = difflib.get_close_matches(unknown.split("=", 1)[0], _options_of(command), n=1, cutoff=0.6)
+        hint = f"Did you mean {close[0]}? " if close else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}",
+                      f"{hint}Run `{command.prog} --help` to see every option.")
+    return args
 
 
 def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True) -> None:
@@ -50,9 +105,16 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
 
 def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     """The ``cnnkit`` parser; ``help_of`` maps each command to its one-line help."""
-    parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
+    parser = Parser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    # --debug is accepted after the command too; SUPPRESS keeps the top level's value when it is absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> its parser, for error hints
+    add = sub.add_parser
+    sub.add_parser = lambda name, **kwargs: add(name, parents=[common], **kwargs)  # type: ignore[method-assign]
 
     p = sub.add_parser("train", help=help_of["train"], description=help_of["train"])
     p.add_argument("data", nargs="?", default="mnist",
@@ -68,7 +130,8 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help=help_of["tune"], description=help_of["tune"])
     p.add_argument("data", nargs="?", default="mnist", help="as for `cnnkit train`")
     p.add_argument("--recipe", "--preset", dest="preset", help="the preset to search around (default as for train)")
-    p.add_argument("--trials", type=int, default=20, help="trials the study should hold, all workers together")
+    p.add_argument("--trials", type=int, default=20,
+                   help="trials the study should hold, all workers together (default 20)")
     p.add_argument("--study", required=True, help="study name, the same for every worker")
     p.add_argument("--storage", required=True, metavar="URL",
                    help="database the workers share: sqlite:///tune.db (one machine) or postgresql://… (several)")
@@ -97,7 +160,7 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     p = sub.add_parser("show", help=help_of["show"])
     p.add_argument("data", nargs="?", default="mnist")
     p.add_argument("--from", dest="data_source", metavar="PATH")
-    p.add_argument("--out", type=Path, help="PNG file for the sample grid (default samples-<data>.png)")
+    p.add_argument("--out", type=Path, help="PNG file for the sample grid (default runs/samples-<data>.png)")
     p.add_argument("--count", type=int, default=9, help="number of samples in the grid")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="also write the samples as PNG files")
@@ -105,7 +168,8 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     for p in (p, sub.add_parser("verify", help=help_of["verify"])):
         if p.prog.endswith("verify"):
             p.add_argument("data", help="a folder of images or a .csv manifest")
-        p.add_argument("--image-size", type=int, metavar="PIXELS", help="decode size (default 150)")
+        p.add_argument("--image-size", type=int, metavar="PIXELS",
+                       help="decode size (default: what `cnnkit train` uses, the photo recipe's)")
         p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
         p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
 

@@ -14,6 +14,8 @@ from cnnkit.images import encode_png
 from cnnkit.plots import plot_image_grid
 from cnnkit.presets import PRESETS, get_preset
 
+PHOTO_SIZE = get_preset("photo").input_shape[:2]  # what `cnnkit train` decodes a folder at by default
+
 
 def classes_in_turn(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Indices ordered so the classes take turns: first of class 0, first of class 1, …, second of class 0 …"""
@@ -38,7 +40,7 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     if count < 1:
         raise ConfigError(f"Expected --count ≥ 1. Received: count={count}.")
     dataset = datasets.load(data, source=source, **folder_options)
-    out = Path(out) if out else Path(f"samples-{Path(data).name or 'data'}.png")
+    out = Path(out) if out else Path("runs") / f"samples-{Path(data).stem or 'data'}.png"  # beside the runs
     if split not in ("train", "test"):
         raise ConfigError(f"Expected split 'train' or 'test'. Received: split={split!r}.")
     x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
@@ -99,7 +101,7 @@ def verify(data: str, **folder_options: Any) -> tuple[str, int]:
     """Index and decode a folder without training; return the report and how many files were unusable."""
     from cnnkit.datasets.photos import decode_report, scan_folder
 
-    index, decoded = scan_folder(data, image_size=folder_options.get("image_size") or 150,
+    index, decoded = scan_folder(data, image_size=folder_options.get("image_size") or PHOTO_SIZE,
                                  color_mode=folder_options.get("color_mode", "rgb"),
                                  resize=folder_options.get("resize", "stretch"),
                                  label_regex=folder_options.get("label_regex"))

@@ -42,7 +42,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit.datasets.lazy import take_rows

@@ -4,6 +4,12 @@ Every message follows one formula (as in Keras and scikit-learn): what was
 wrong, what was received, and how to fix it. The CLI prints ``Error: <message>``
 and, when present, ``Hint: <hint>``, then exits non-zero without a traceback
 (unless ``--debug``).
+
+Errors speak the Python API's language: a setting is named as the parameter it is
+(``epochs``, ``image_size``) and listed in ``params``. The command line maps those
+names to its flags in one place (:func:`cnnkit.cli_options.speak_cli`), so the same
+error reads "Set epochs to 1 or more" from Python and "Set --epochs to 1 or more" on
+the command line.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ class CnnkitError(Exception):
 
     Args:
         message: what was wrong and what was received.
-        hint: how to fix it (an option to pass, a file to check, a command to run).
+        hint: how to fix it (a setting to change, a file to check, a command to run).
+        params: the parameters the message and hint name (a name or a tuple of names).
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, params: str | tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.params = (params,) if isinstance(params, str) else tuple(params)
 
     def __str__(self) -> str:
         if self.hint:
@@ -42,3 +50,10 @@ class DataError(CnnkitError, ValueError):
 
 class ArtifactError(CnnkitError, ValueError):
     """A run folder or model file that is missing, corrupt or unsafe to load."""
+
+
+class EngineError(CnnkitError, RuntimeError):
+    """An inference engine (Ray, a worker process) failed while running; the message names the engine and its
+    first error line."""
+
+    exit_code = 1  # not a usage error (2): the job itself failed

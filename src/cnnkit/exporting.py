@@ -5,6 +5,10 @@
 carries the model metadata (class names, input shape, colour mode) as an HDF5
 attribute, so nothing is lost and the two halves are checked against each other
 when imported.
+
+The graph formats (ONNX, LiteRT, SavedModel) are made from
+:func:`cnnkit.models.inference_model`: the network without its augmentation and dropout,
+batch norm on its moving statistics, so every export answers as Keras' ``predict`` does.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
-import keras
 import numpy as np
 
+from cnnkit._backend import keras
 from cnnkit.artifact import H5_METADATA_ATTR, ModelMetadata, check_safe_config, load_model
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import atomic_path, write_text
+from cnnkit.models import inference_model
 
 FORMATS = ("json-h5", "onnx", "litert", "saved_model")
 JSON_NAME = "model.json"
@@ -42,6 +48,9 @@ def export_model(run_or_model: str | Path, out_dir: str | Path, fmt: str = "json
         raise ConfigError(f"Unknown export format. Expected one of {FORMATS}. Received: format={fmt!r}.")
     model, metadata = load_model(run_or_model)
     if fmt == "json-h5":
+        # The whole model, augmentation included: this pair is the articles' training artifact
+        # (cnnkit.load reads it back, and training can go on from it with the recipe unchanged);
+        # Keras predicts from it with training=False, where augmentation and dropout are inert.
         return export_json_h5(model, metadata, out_dir)
     return _export_graph(model, metadata, Path(out_dir), fmt)
 
@@ -55,12 +64,20 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
         if missing:
             raise ConfigError(f"ONNX export needs tf2onnx and onnx. Missing: {', '.join(missing)}.",
                               "Install them with: pip install 'cnnkit[export]'")
-    # A model just loaded from .keras must be called once before export (its graph is not built yet).
-    model(np.zeros((1, *metadata.input_shape), dtype=np.uint8))
+    # SavedModel and ONNX trace the model with `training` unset: Keras' augmentation layers then
+    # default to training=True and switch every later layer (dropout, batch norm) to training too.
+    # The twin has no augmentation and calls each layer with training=False.
+    model = inference_model(model)
+    # Build every layer. training=False here too: left unset on a model with augmentation, batch norm
+    # would update its moving statistics from these zeros (what made LiteRT exports differ).
+    model(np.zeros((1, *metadata.input_shape), dtype=np.uint8), training=False)
     name = {"onnx": ONNX_NAME, "litert": LITERT_NAME, "saved_model": SAVED_MODEL_NAME}[fmt]
     target = out / name
     keras_format = {"saved_model": "tf_saved_model"}.get(fmt, fmt)
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, warnings.catch_warnings():
+        # Keras' tf2onnx patch probes np.object, which NumPy 2 answers with this warning: not ours.
+        warnings.filterwarnings("ignore", message="In the future `np.object` will be defined",
+                                category=FutureWarning)
         model.export(str(tmp), format=keras_format, verbose=False)
         if fmt == "onnx":
             _embed_onnx_metadata(tmp, metadata)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-import keras
-
+from cnnkit._backend import BaseImagePreprocessingLayer, Functional, keras
 from cnnkit.errors import ConfigError
 from cnnkit.preprocessing import build_preprocessing
 from cnnkit.presets import Preset, get_preset
@@ -62,6 +62,32 @@ def build_model(
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown precision. Expected one of {PRECISIONS}. Received: precision={precision!r}.")
     spec = preset.preprocessing if preprocessing is None else preprocessing
+    try:
+        return _sequential(preset, shape, classes, spec, precision)
+    except ValueError as exc:  # Keras' shape inference: the layers shrink this input to nothing
+        if "zero or negative" not in str(exc) and "negative dimension" not in str(exc).lower():
+            raise
+        smallest = next((side for side in _SIDES if side > min(shape[:2]) and _fits(preset, side, shape[-1])), None)
+        raise ConfigError(
+            f"The input is too small for the layers of {preset.name}: they shrink a {shape[0]}x{shape[1]} image "
+            f"to nothing. Received: input_shape={shape}.",
+            f"Use an image_size of at least {smallest}." if smallest else "Use a larger image_size.",
+            params="image_size") from None
+
+
+_SIDES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 512, 1024)
+
+
+def _fits(preset: Preset, side: int, channels: int) -> bool:
+    try:
+        _sequential(preset, (side, side, channels), 2, {}, "float32")
+    except ValueError:
+        return False
+    return True
+
+
+def _sequential(preset: Preset, shape: tuple[int, ...], classes: int, spec: dict[str, Any],
+                precision: str) -> keras.Sequential:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # layers take the policy in force when they are made
     try:
@@ -111,6 +137,93 @@ def to_float32(model: keras.Sequential, preset: Preset) -> keras.Sequential:
         return model
     twin = build_model(preset, input_shape=tuple(model.input_shape[1:]), num_classes=model.output_shape[-1])
     twin.set_weights(model.get_weights())
+    return twin
+
+
+# The identity at inference by Keras' contract (SpatialDropout1D/2D/3D are Dropouts).
+_IDENTITY_AT_INFERENCE = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                          keras.layers.AlphaDropout, keras.layers.ActivityRegularization)
+
+
+def is_training_only(layer: keras.layers.Layer, inputs: keras.KerasTensor) -> bool:
+    """True for a layer that, called with ``training=False``, passes ``inputs`` through unchanged.
+
+    That is Dropout and its kin, and every Keras image *augmentation*: an image-preprocessing
+    layer that draws random numbers (it holds a ``SeedGenerator``: RandomFlip ... RandomZoom,
+    RandAugment, MixUp, Solarization ...) and keeps the image's shape. Deterministic image layers
+    (Resizing, CenterCrop, AutoContrast) change pixels at inference too, and RandomCrop changes
+    the shape the layers after it were built for: both stay.
+    """
+    if isinstance(layer, _IDENTITY_AT_INFERENCE):
+        return True
+    if not isinstance(layer, BaseImagePreprocessingLayer):
+        return False
+    draws_random = any(isinstance(value, keras.random.SeedGenerator) for value in vars(layer).values())
+    return draws_random and tuple(layer.compute_output_spec(inputs).shape) == tuple(inputs.shape)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The network as it runs at inference, as a model of its own: what the graph exports are made from.
+
+    Training-only layers (:func:`is_training_only`: augmentation, dropout) are left out, and every
+    other layer is a copy with the same weights, called with ``training=False``, so batch norm uses
+    its moving statistics however an exporter calls the model. (Keras' image layers default to
+    ``training=True`` and a call that leaves ``training`` unset, as ``model.export`` does, ran the
+    augmentation, dropout and batch statistics.) Where a left-out layer changed the dtype (Keras'
+    image layers turn ``uint8`` into float), an exact cast, ``Rescaling(1.0)``, takes its place.
+    The input is the model's own (raw ``uint8`` ``pixels`` for cnnkit's models). The copy leaves
+    ``model`` untouched: sharing its layers would give them a second graph node, which breaks
+    ``layer.output`` (Grad-CAM, the layer table) on the original.
+
+    Sequential and functional models are handled (a nested model is copied whole and run with
+    ``training=False``, which computes the same); a subclassed model has no graph to rebuild.
+
+    Returns a functional model whose output equals ``model(x, training=False)``.
+
+    Example:
+        >>> [layer.name for layer in inference_model(build_model("photo")).layers][:3]  # doctest: +SKIP
+        ['pixels', 'random_flip_cast', 'rescale']
+    """
+    if isinstance(model, keras.Sequential):
+        try:
+            inputs, outputs = model.inputs, model.outputs
+        except (AttributeError, ValueError):
+            inputs = outputs = None
+        if not inputs:
+            raise ConfigError(f"Expected a Sequential model that starts with keras.Input(...). Received: model "
+                              f"{model.name!r} without an input.",
+                              "Start it with keras.Input(shape, dtype=...), as build_model does.")
+        # Its functional view (same layers, no new nodes), taking one tensor as the Sequential does.
+        graph = keras.Model(inputs[0], outputs[0], name=model.name)
+    elif isinstance(model, Functional):
+        graph = model
+    else:
+        raise ConfigError(
+            f"Expected a Sequential or functional Keras model. Received: {type(model).__name__} {model.name!r}, "
+            "a subclassed model, which has no layer graph to rebuild for inference.",
+            "Build the model from layers (keras.Sequential or keras.Model(inputs, outputs)).")
+    copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []  # (copy, original), kept alive
+
+    def copy(layer: keras.layers.Layer) -> keras.layers.Layer:
+        copies.append((layer.__class__.from_config(layer.get_config()), layer))
+        return copies[-1][0]
+
+    def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+        inputs = args[0]
+        if isinstance(inputs, keras.KerasTensor) and is_training_only(layer, inputs):
+            dtype = layer.compute_output_spec(inputs).dtype
+            if dtype == inputs.dtype:
+                return inputs
+            return keras.layers.Rescaling(1.0, dtype=dtype, name=f"{layer.name}_cast")(inputs)
+        if "training" in inspect.signature(layer.call).parameters:
+            kwargs["training"] = False
+        return layer(*args, **kwargs)
+
+    twin = keras.models.clone_model(graph, clone_function=copy, call_function=call)
+    used = {id(layer) for layer in twin.layers}
+    for layer, original in copies:
+        if id(layer) in used:
+            layer.set_weights(original.get_weights())
     return twin
 
 

@@ -14,14 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit.artifact import ModelMetadata, load_model
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.errors import DataError
-from cnnkit.images import ImageSource, decode_image
+from cnnkit.images import ImageInfo, ImageSource, decode_with_info
 from cnnkit.tta import averaged
+
+
+# An image whose longer side is this many times larger or smaller than the training images' is far from
+# them: a 360-pixel photo given to a 28-pixel digit model, say. Resizing within the factor is ordinary
+# (a digit drawn on a 280-pixel canvas passes).
+SIZE_FACTOR = 10
 
 
 @dataclass
@@ -95,9 +101,34 @@ class Predictor:
 
     def decode(self, source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
         """One image (a path or its bytes) decoded to the model's input: size, colour mode and resize policy."""
+        return self.decode_with_warning(source, max_pixels)[0]
+
+    def decode_with_warning(self, source: ImageSource, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+        """:meth:`decode`, plus how the image differs from what the model was trained on ("" if it does not)."""
         height, width, _ = self.input_shape
-        return decode_image(source, size=(height, width), color_mode=self.metadata.color_mode,
-                            resize=self.metadata.resize, max_pixels=max_pixels)
+        pixels, info = decode_with_info(source, size=(height, width), color_mode=self.metadata.color_mode,
+                                        resize=self.metadata.resize, max_pixels=max_pixels)
+        return pixels, self.mismatch(info)
+
+    def mismatch(self, info: ImageInfo) -> str:
+        """Why an image is far from the model's training images: colour for a greyscale model, or a native
+        size more than :data:`SIZE_FACTOR` times larger or smaller than theirs. ``""`` when it is not.
+        """
+        if info.colour and self.metadata.color_mode == "grayscale":
+            return "a colour image"
+        native = self.metadata.extra.get("native_size")  # recorded where the training images had one size
+        if native:
+            side, trained = max(info.width, info.height), max(native)
+            if side > SIZE_FACTOR * trained or side * SIZE_FACTOR < trained:
+                return f"{info.width}x{info.height} pixels"
+        return ""
+
+    def describe_training(self) -> str:
+        """The training images in a few words, for warnings: "greyscale 28x28 images"."""
+        native = self.metadata.extra.get("native_size")
+        size = "x".join(map(str, native)) + " " if native else ""
+        mode = "greyscale" if self.metadata.color_mode == "grayscale" else "colour"
+        return f"{mode} {size}images"
 
     def load_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Decode image files into the model's input shape with the shared decoder."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 
 from cnnkit.errors import ConfigError
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit import artifact, datasets, distributed
@@ -19,6 +19,7 @@ from cnnkit.errors import ConfigError
 from cnnkit.diagnostics import calibration
 from cnnkit.evaluation import evaluate_probabilities, write_evaluation
 from cnnkit.fileio import write_json, write_text
+from cnnkit.models import build_model
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
@@ -33,6 +34,7 @@ class RunResult:
 
     run_dir: Path
     metrics: dict[str, Any]
+    written: bool = True  # False on the other processes of a data-parallel run: only process 0 writes
 
 
 def environment() -> dict[str, Any]:
@@ -56,16 +58,17 @@ def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         return
     if run_dir.exists() and any(run_dir.iterdir()):
+        is_run = (run_dir / artifact.CONFIG).is_file()
+        if not is_run:  # never delete a folder cnnkit did not make
+            raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: --out {run_dir}.",
+                              "Choose an empty or new --out folder.")
         if not overwrite:
-            raise ConfigError(
-                f"Run folder already exists and is not empty. Received: --out {run_dir}.",
-                "Pass --resume to continue it, --overwrite to replace it, or choose another --out.",
-            )
-        if not (run_dir / artifact.CONFIG).is_file():  # never delete a folder cnnkit did not make
-            raise ConfigError(
-                f"--overwrite only replaces cnnkit run folders, and {run_dir} has no {artifact.CONFIG}.",
-                "Choose an empty or new --out folder.",
-            )
+            unfinished = artifact.unfinished_run(run_dir)
+            if unfinished is None:
+                raise ConfigError(f"The run folder already holds a finished run. Received: --out {run_dir}.",
+                                  "Pass --overwrite to replace it, or choose another --out.")
+            raise ConfigError(f"The run folder holds an unfinished run ({unfinished}). Received: --out {run_dir}.",
+                              "Pass --resume to continue it, --overwrite to start it again, or choose another --out.")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -82,11 +85,15 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     if resume:
         config = distributed.relaunch(read_config(run_dir), config)  # this launch's --process-id, --coordinator
         if (run_dir / artifact.MODEL).is_file() and not (run_dir / artifact.CHECKPOINT).is_file():
-            raise ConfigError(f"Run {run_dir} already finished; nothing to resume.",
-                              "Start a new run with another --out.")
+            raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume.",
+                              "Use it as it is (cnnkit evaluate / predict / serve), or train it again with "
+                              "--overwrite instead of --resume.")
     config = config.resolve()
     dataset = load_data(config)  # before touching the run folder: a bad path leaves nothing behind
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
+    # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
+    with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
+        build_model(get_preset(config.preset), input_shape=dataset.input_shape, num_classes=dataset.num_classes)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
     if chief:
         _prepare_folder(run_dir, resume, overwrite)
@@ -116,7 +123,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         "train_images_per_second": round(epochs * fitted.images_per_epoch / seconds, 1) if seconds else None,
     })
     if not chief:  # same metrics as process 0, which writes them
-        return RunResult(run_dir, metrics)
+        return RunResult(run_dir, metrics, written=False)
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)
     build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs)

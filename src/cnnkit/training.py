@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit import artifact, distributed
@@ -80,10 +80,12 @@ def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps
 
 def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> artifact.ModelMetadata:
     """The metadata a model trained on ``dataset`` carries."""
+    # Arrays (MNIST, .npz) come at one size, their input size; a folder's photos are resized to it.
+    native = {} if config.is_folder else {"native_size": list(dataset.input_shape[:2])}
     return artifact.ModelMetadata(
         class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
         color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
-        extra={"training": state} if state else {}, tta=dict(get_preset(config.preset).tta),
+        extra={**native, **({"training": state} if state else {})}, tta=dict(get_preset(config.preset).tta),
     )
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 
 from cnnkit.config import TrainConfig
 from cnnkit.errors import ConfigError

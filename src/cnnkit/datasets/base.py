@@ -86,6 +86,8 @@ class Dataset:
         Example:
             >>> small = mnist.subset(train=3000, test=600, seed=0)  # doctest: +SKIP
         """
+        if train is None and test is None:
+            return self
         parts = {}
         for part, n in (("train", train), ("test", test)):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
@@ -96,7 +98,8 @@ class Dataset:
                     raise ConfigError(f"Cannot take a {part} subset of {self.name}: {exc.message}", exc.hint) from exc
                 x, y = x[idx], y[idx]
             parts[f"x_{part}"], parts[f"y_{part}"] = x, y
-        note = f"subset train={train} test={test} seed={seed}"
+        limits = [f"{part}={n}" for part, n in (("train", train), ("test", test)) if n is not None]
+        note = f"subset {' '.join(limits)} seed={seed}"
         return dataclasses.replace(self, **parts, source=f"{self.source} ({note})" if self.source else note)
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 

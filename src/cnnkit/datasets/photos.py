@@ -30,7 +30,7 @@ def _parse_size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or min(size) < 8 or max(size) > 1024:
         raise DataError(f"Expected an image size between 8 and 1024 pixels. Received: image_size={image_size!r}.",
-                        "Pass --image-size 150 or --image-size 120x160 (height x width).")
+                        "Pass a size such as 128 (square), or (height, width) from Python.")
     return int(size[0]), int(size[1])
 
 
@@ -46,7 +46,7 @@ def decode_report(index: FolderIndex, decoded: DecodedImages) -> str:
 def scan_folder(
     path: str | os.PathLike[str],
     *,
-    image_size: int | tuple[int, int] = 150,
+    image_size: int | tuple[int, int] = 128,
     color_mode: str = "rgb",
     resize: str = "stretch",
     label_regex: str | None = None,
@@ -65,7 +65,7 @@ def scan_folder(
 def load_folder(
     path: str | os.PathLike[str],
     *,
-    image_size: int | tuple[int, int] = 150,
+    image_size: int | tuple[int, int] = 128,
     color_mode: str = "rgb",
     resize: str = "stretch",
     label_regex: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit.datasets.lazy import LazyImages

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 from keras import ops
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 from keras import ops
 

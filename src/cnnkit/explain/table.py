@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import keras
+from cnnkit._backend import keras
 
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.explain.rules import IDENTITY, RULES, elementwise, pair, unsupported

@@ -48,11 +48,9 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
     when not given, so a report can be rebuilt from the run folder alone.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / artifact.MODEL).is_file():
-        raise ArtifactError(
-            f"Expected a finished run folder with {artifact.MODEL}. Received: {run_dir}.",
-            "Pass the --out folder of a finished `cnnkit train` (resume an interrupted one with --resume).",
-        )
+    if artifact.resolve_model_path(run_dir) != run_dir / artifact.MODEL:  # raises for an unfinished run
+        raise ArtifactError(f"Expected a run folder (a report needs its metrics and history). Received: {run_dir}.",
+                            "Pass the --out folder of a finished `cnnkit train`.")
     config = artifact.read_json(run_dir / artifact.CONFIG)
     metrics = artifact.read_json(run_dir / artifact.METRICS)
     history_path = run_dir / artifact.HISTORY_JSON

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import keras
+from cnnkit._backend import keras
 import numpy as np
 
 from cnnkit.predictor import Predictor
