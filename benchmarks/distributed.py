@@ -95,7 +95,9 @@ def failure_row(root: Path) -> dict:
         out = processes[0].communicate()[0]
     seconds = time.monotonic() - killed
     lines = [line for line in out.strip().splitlines() if line.strip()]
-    row = {"seconds_to_stop": round(seconds, 1), "exit_code": processes[0].returncode,
+    # The first line that says why: cnnkit's "Error:", a Python exception, or an absl E/F log line.
+    why = next((line for line in lines if re.match(r"(Error: |\w+Error: |[EF]\d{4} )", line.strip())), "")
+    row = {"seconds_to_stop": round(seconds, 1), "exit_code": processes[0].returncode, "first_error": why,
            "last_lines": lines[-3:]}
     print(json.dumps(row), flush=True)
     return row
@@ -103,7 +105,7 @@ def failure_row(root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="none: part 2 alone")
     parser.add_argument("--no-failure", action="store_true", help="skip part 2")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cnnkit-distributed-") as tmp:
@@ -117,7 +119,7 @@ def main() -> None:
               f"{r['two_processes']:.2%} / {r['process_1']:.2%} |")
     if failure:
         print(f"\nProcess 1 killed: process 0 stopped after {failure['seconds_to_stop']} s with exit status "
-              f"{failure['exit_code']}; its last line: {failure['last_lines'][-1] if failure['last_lines'] else ''}")
+              f"{failure['exit_code']}; why: {failure['first_error'] or '(no error line)'}")
 
 
 if __name__ == "__main__":

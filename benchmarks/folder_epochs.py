@@ -27,10 +27,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cnnkit.datasets.photos import load_folder  # noqa: E402
-from cnnkit.datasets.stream import BatchStream  # noqa: E402
+from cnnkit.training.inputs import BatchStream  # noqa: E402
 from cnnkit.models import build_model  # noqa: E402
 from cnnkit.presets import get_preset  # noqa: E402
-from cnnkit.config import TrainConfig  # noqa: E402
+from cnnkit.training.config import TrainConfig  # noqa: E402
 from cnnkit.training import compile_model  # noqa: E402
 
 

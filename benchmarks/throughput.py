@@ -74,7 +74,7 @@ def data(images: int):
 
 
 def cnnkit_fit(recipe: str, arrays, epochs: int) -> float:
-    from cnnkit.config import TrainConfig
+    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
     from cnnkit.training import fit
 

@@ -113,7 +113,7 @@ def keras_watch_callback(watch: Watch, steps_per_epoch: int):
 
 
 def run_cnnkit(data, seed: int, target: float, recipe: str, max_epochs: int | None) -> dict:
-    from cnnkit.config import TrainConfig
+    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
     from cnnkit.presets import get_preset
     from cnnkit.training import fit

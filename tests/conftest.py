@@ -1,4 +1,4 @@
-"""Shared fixtures: the committed genuine-MNIST subset and one tiny trained run.
+"""Shared fixtures: the committed genuine-MNIST subset and one tiny trained run (constants in helpers.py).
 
 Every test runs offline: cnnkit's cache points at a fresh temporary folder, so
 nothing a developer cached (or fetched) leaks into the results.
@@ -6,21 +6,17 @@ nothing a developer cached (or fetched) leaks into the results.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from helpers import CHROMIUM, CHROMIUM_ARGS, MNIST_SUBSET, WEATHER
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright must never download a browser of its own
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-MNIST_SUBSET = FIXTURES / "mnist_subset.npz"
-# Article 003's weather photos, for the slow real-data tests: beside the repository (../shared), or
-# wherever CNNKIT_WEATHER points. Never in the repository itself (79 MB).
-WEATHER = Path(os.environ.get("CNNKIT_WEATHER") or Path(__file__).resolve().parents[2] / "shared/datasets/weather")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +35,8 @@ def mnist_subset():
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """The default recipe trained for 3 epochs on the subset: a complete run folder."""
-    from cnnkit.run import train
-    from cnnkit.config import TrainConfig
+    from cnnkit.training.config import TrainConfig
+    from cnnkit.training.run import train
 
     out = tmp_path_factory.mktemp("runs") / "fast"
     return train(TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)
@@ -70,9 +66,46 @@ def browser():
 
 
 @pytest.fixture
-def weather() -> Path:
+def real_weather() -> Path:
     """The weather photos; a slow test asked for them fails, loudly, when they are missing (never skips)."""
     if not WEATHER.is_dir():
         pytest.fail(f"The weather photos are not at {WEATHER}. Put article 003's folder there (beside the "
                     "repository, in shared/datasets/weather) or set CNNKIT_WEATHER to it.", pytrace=False)
     return WEATHER
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live (non-zombie) processes below ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray started the way cnnkit starts it (loopback only); shut down after, nothing left running."""
+    if importlib.util.find_spec("ray") is None:  # not `importorskip`: Ray must not be imported before cnnkit sets
+        pytest.skip("Ray is not installed (pip install -e '.[test]')")  # its loopback switch
+    from cnnkit.batch_ray import ray_session
+
+    before = _descendants(os.getpid())
+    try:
+        with ray_session(num_cpus=2) as ray:
+            assert ray.util.get_node_ip_address() == "127.0.0.1"
+            yield ray
+    finally:
+        sys.modules["ray"].shutdown()
+    deadline = time.monotonic() + 20
+    while (left := _descendants(os.getpid()) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"Ray processes still running after ray.shutdown(): {sorted(left)}"

@@ -65,7 +65,7 @@ def test_empty_input_is_a_clear_error(predictor, tmp_path):
 
 
 @pytest.mark.slow
-def test_weather_batch_matches_the_server(tmp_path, weather):
+def test_weather_batch_matches_the_server(tmp_path, real_weather):
     """Issue 4: batch prediction over the weather folder = /v1/predict for the same files."""
     from starlette.testclient import TestClient
 
@@ -75,8 +75,8 @@ def test_weather_batch_matches_the_server(tmp_path, weather):
     classes = ["cloudy", "rain", "shine", "sunrise"]
     predictor = Predictor(build_model("photo", num_classes=4),
                           ModelMetadata(class_names=classes, input_shape=[96, 96, 3], color_mode="rgb"))
-    result = predict_paths(predictor, [weather], out=tmp_path / "weather.csv", progress=False)
-    files = sorted(p for p in weather.iterdir() if p.is_file())
+    result = predict_paths(predictor, [real_weather], out=tmp_path / "weather.csv", progress=False)
+    files = sorted(p for p in real_weather.iterdir() if p.is_file())
     assert [f.path for f in result.files] == files and result.failed == 0  # one row per file
     with TestClient(create_app(predictor, ServerSettings(max_body_mb=20))) as client:
         while client.get("/readyz").status_code != 200:

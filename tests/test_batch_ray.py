@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,43 +17,6 @@ from cnnkit.images import encode_png
 
 N_IMAGES = 2000
 BAD_FILES = {"empty.png": b"", "text.png": b"just some text, named .png"}
-
-
-def _descendants(pid: int) -> set[int]:
-    """Live (non-zombie) processes below ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited while we looked
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-@pytest.fixture
-def local_ray():
-    """A local Ray started the way cnnkit starts it (loopback only); shut down after, nothing left running."""
-    if importlib.util.find_spec("ray") is None:  # not `importorskip`: Ray must not be imported before cnnkit sets
-        pytest.skip("Ray is not installed (pip install -e '.[test]')")  # its loopback switch
-    from cnnkit.batch_ray import ray_session
-
-    before = _descendants(os.getpid())
-    try:
-        with ray_session(num_cpus=2) as ray:
-            assert ray.util.get_node_ip_address() == "127.0.0.1"
-            yield ray
-    finally:
-        sys.modules["ray"].shutdown()
-    deadline = time.monotonic() + 20
-    while (left := _descendants(os.getpid()) - before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"Ray processes still running after ray.shutdown(): {sorted(left)}"
 
 
 @pytest.fixture
@@ -99,7 +60,7 @@ def test_engine_ray_without_ray_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as when it is not installed
     assert main(["predict", "runs/a", "digit.png", "--engine", "ray"]) == 2
     err = capsys.readouterr().err
-    assert "Error: --engine ray needs Ray Data, which is not installed" in err
+    assert "Error: Batch prediction on Ray needs the optional package 'ray', which is not installed" in err
     assert "Hint: Install it with: pip install 'cnnkit[ray]'" in err
 
 
@@ -144,8 +105,8 @@ def _write_photos(folder: Path, per_class: int, rng: np.random.Generator) -> lis
 def weather_run(tmp_path_factory):
     """A photo model trained 1 epoch at 32 px on class sub-folders named as in :data:`WEATHER`, and 402 unseen
     images of those classes, interleaved (a, cloudy, thunderstorm_with_hail, a, ...)."""
-    from cnnkit.config import TrainConfig
-    from cnnkit.run import train
+    from cnnkit.training.config import TrainConfig
+    from cnnkit.training.run import train
 
     root, rng = tmp_path_factory.mktemp("weather"), np.random.default_rng(0)
     _write_photos(root / "train", 24, rng)

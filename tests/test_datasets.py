@@ -11,6 +11,7 @@ import pytest
 import cnnkit.datasets as datasets
 from cnnkit.datasets import BUILTIN, Dataset, load, load_npz, stratified_sample, stratified_split
 from cnnkit.errors import ConfigError, DataError
+from helpers import check_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist_subset.npz"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -127,7 +128,7 @@ def test_stratified_split_rejects_fractions(fraction):
 
 @pytest.mark.parametrize("y", [np.zeros((3, 2), int), np.array([0.0, 1.0]), np.array([], int)])
 def test_splits_reject_bad_labels(y):
-    with pytest.raises(DataError, match=r"Expected a non-empty 1-D array of integer class labels"):
+    with pytest.raises(DataError, match=r"Expected y to be a non-empty 1-D array of integer class labels"):
         stratified_split(y, 0.5, seed=0)
 
 
@@ -188,13 +189,71 @@ def test_npz_missing_or_not_npz(tmp_path):
         load_npz(tmp_path / "text.npz")
 
 
+# --- every kind of dataset through one check ------------------------------------------------------
+
+
+def _idx(tmp_path: Path) -> Dataset:
+    """MNIST from the user's own IDX files (`--from`): the subset's digits written as IDX."""
+    from cnnkit.datasets.idx import write_idx
+
+    small = load(str(FIXTURE))
+    import hashlib
+
+    from cnnkit.datasets.mnist import load_mnist
+
+    folder, checksums = tmp_path / "idx", {}
+    folder.mkdir()
+    for name, array in [("train-images-idx3-ubyte", small.x_train[..., 0]), ("train-labels-idx1-ubyte", small.y_train),
+                        ("t10k-images-idx3-ubyte", small.x_test[..., 0]), ("t10k-labels-idx1-ubyte", small.y_test)]:
+        data = write_idx(array.astype(np.uint8))
+        (folder / name).write_bytes(data)
+        checksums[name] = hashlib.sha256(data).hexdigest()
+    return load_mnist(source=folder, home=tmp_path, checksums=checksums)
+
+
+def _folder(layout: str):
+    def build(tmp_path: Path) -> Dataset:
+        from photo_factory import write_clean
+
+        root = tmp_path / "photos"
+        if layout == "filenames":
+            write_clean(root, per_class=8)
+        elif layout == "subfolders":
+            for label in ("cloudy", "rain", "shine"):
+                write_clean(root / label, per_class=8, classes=(label,))
+        elif layout == "presplit":
+            for split, n in (("train", 8), ("test", 4)):
+                for label in ("cloudy", "rain"):
+                    write_clean(root / split / label, per_class=n, classes=(label,))
+                    for path in (root / split / label).iterdir():  # distinct pixels per split
+                        path.rename(path.with_name(f"{split}-{path.name}"))
+        else:  # a CSV manifest listing the files
+            files = write_clean(root, per_class=8)
+            (root / "labels.csv").write_text("path,label\n" + "".join(f"{p.name},{p.name.rstrip('0123456789.jpng')}\n"
+                                                                       for p in files))
+            return load(str(root / "labels.csv"), image_size=24, home=tmp_path)
+        return load(str(root), image_size=24, home=tmp_path)
+    return build
+
+
+DATASET_KINDS = {"npz": lambda tmp_path: load(str(FIXTURE)), "mnist-idx": _idx, "folder-filenames": _folder("filenames"),
+                 "folder-subfolders": _folder("subfolders"), "folder-presplit": _folder("presplit"),
+                 "manifest": _folder("manifest")}
+
+
+@pytest.mark.parametrize("kind", sorted(DATASET_KINDS))
+def test_dataset_kind(kind, tmp_path):
+    """The shared check (helpers.check_dataset) over every way cnnkit reads a dataset."""
+    check_dataset(DATASET_KINDS[kind](tmp_path))
+
+
 # --- registry ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_every_builtin_has_a_description_a_loader_and_honours_from(name, tmp_path):
     assert BUILTIN[name] and name in datasets._LOADERS
-    with pytest.raises(DataError, match=r"from --from .*nowhere: no such file or folder"):
+    with pytest.raises(DataError, match=r"Could not load MNIST from .*nowhere: no such file or folder"):
         load(name, source=tmp_path / "nowhere", home=tmp_path)
 
 
@@ -210,7 +269,7 @@ def test_unknown_dataset(name):
 
 
 def test_npz_with_from_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"A source \(--from\) applies to built-in datasets only"):
+    with pytest.raises(ConfigError, match=r"A source applies to built-in datasets only"):
         load(str(tmp_path / "x.npz"), source=tmp_path)
 
 

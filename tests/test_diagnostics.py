@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.diagnostics import calibration, plot_reliability, top_losses
+from cnnkit.diagnostics import calibration, top_losses
 from cnnkit.errors import ConfigError, DataError
+from cnnkit.plots import plot_reliability
 
 
 def test_ece_by_hand():
@@ -67,10 +68,10 @@ def test_reliability_diagram_is_a_png(tmp_path):
 
 
 @pytest.mark.parametrize(("y", "probs", "match"), [
-    ([0, 1], [[1.0, 0.0]], "one integer label per row"),
-    ([0, 2], [[1.0, 0.0], [0.0, 1.0]], r"labels in \[0, 1\]"),
+    ([0, 1], [[1.0, 0.0]], r"one label per image in y_true\. Received: 2 labels for 1 image\."),
+    ([0, 2], [[1.0, 0.0], [0.0, 1.0]], r"y_true values in \[0, 2\) for 2 classes\. Received: min=0, max=2"),
     ([0], [1.0, 0.0], r"shaped \(N, classes\)"),
-    ([0.0], [[1.0, 0.0]], "integer label"),
+    ([0.0], [[1.0, 0.0]], r"integer class labels\. Received: shape=\(1,\), dtype=float64"),
 ])
 def test_bad_inputs_say_what_was_received(y, probs, match):
     with pytest.raises(DataError, match=match):

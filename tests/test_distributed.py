@@ -1,4 +1,4 @@
-"""Data-parallel training (cnnkit.distributed): the options, the data layout, and real runs.
+"""Data-parallel training (cnnkit.training.distributed): the options, the data layout, and real runs.
 
 The real runs train the `fast` recipe on the committed MNIST subset with the JAX backend, in
 subprocesses so that XLA_FLAGS and the process group take effect before JAX starts: one device,
@@ -19,13 +19,13 @@ import keras
 import numpy as np
 import pytest
 
-from cnnkit import distributed
+from cnnkit.training import distributed
 from cnnkit.cli import main
-from cnnkit.config import TrainConfig
+from cnnkit.training.config import TrainConfig, parse_coordinator, relaunch
+from cnnkit.training.inputs import GlobalBatches
 from cnnkit.errors import ConfigError
 
-from conftest import MNIST_SUBSET
-from test_training import RUN_FILES
+from helpers import MNIST_SUBSET, RUN_FILES
 
 DP = {"distribute": "data-parallel"}
 GROUP = {**DP, "coordinator": "127.0.0.1:1234", "num_processes": 2}
@@ -33,17 +33,17 @@ GROUP = {**DP, "coordinator": "127.0.0.1:1234", "num_processes": 2}
 
 @pytest.mark.parametrize("options, match", [
     ({"distribute": "model-parallel"}, r"Expected one of \('data-parallel',\)\. Received: distribute='model-parallel'"),
-    ({"num_processes": 2}, r"Expected --distribute data-parallel with .*Received: distribute=None"),
-    ({**DP, "num_processes": 0}, r"Expected --num-processes ≥ 1\. Received: num_processes=0"),
-    ({**DP, "num_processes": 2, "process_id": 0}, r"Expected --coordinator HOST:PORT .*Received: coordinator=None"),
-    ({**GROUP, "coordinator": "10.0.0.1"}, r"Expected --coordinator as HOST:PORT .*Received: coordinator='10.0.0.1'"),
+    ({"num_processes": 2}, r"Expected distribute='data-parallel' with .*Received: distribute=None"),
+    ({**DP, "num_processes": 0}, r"Expected num_processes ≥ 1\. Received: num_processes=0"),
+    ({**DP, "num_processes": 2, "process_id": 0}, r"Expected a coordinator \(HOST:PORT\) .*Received: coordinator=None"),
+    ({**GROUP, "coordinator": "10.0.0.1"}, r"Expected coordinator as HOST:PORT .*Received: coordinator='10.0.0.1'"),
     ({**GROUP, "coordinator": "10.0.0.1:99999"}, r"port in 1-65535\. Received: coordinator='10.0.0.1:99999'"),
     ({**GROUP, "coordinator": ":1234"}, r"Received: coordinator=':1234'"),
-    ({**DP, "coordinator": "127.0.0.1:1234", "process_id": 0}, r"Expected --num-processes with --coordinator"),
-    (GROUP, r"Expected --process-id in \[0, 2\) with --num-processes 2\. Received: process_id=None"),
-    ({**GROUP, "process_id": 2}, r"Expected --process-id in \[0, 2\)\. Received: process_id=2"),
+    ({**DP, "coordinator": "127.0.0.1:1234", "process_id": 0}, r"Expected num_processes with a coordinator"),
+    (GROUP, r"Expected process_id in \[0, 2\) with num_processes=2\. Received: process_id=None"),
+    ({**GROUP, "process_id": 2}, r"Expected process_id in \[0, 2\)\. Received: process_id=2"),
     ({**GROUP, "process_id": -1}, r"Received: process_id=-1"),
-    ({**GROUP, "process_id": 1, "max_minutes": 5}, r"Expected no --max-minutes in a multi-process run"),
+    ({**GROUP, "process_id": 1, "max_minutes": 5}, r"Expected no max_minutes in a multi-process run"),
 ])
 def test_option_errors(options, match):
     with pytest.raises(ConfigError, match=match):
@@ -54,7 +54,7 @@ def test_valid_options_resolve():
     config = TrainConfig(data=str(MNIST_SUBSET), **GROUP, process_id=1).resolve()
     assert (config.distribute, config.coordinator, config.num_processes, config.process_id) == (
         "data-parallel", "127.0.0.1:1234", 2, 1)
-    assert distributed.parse_coordinator("[::1]:8476") == ("[::1]", 8476)
+    assert parse_coordinator("[::1]:8476") == ("[::1]", 8476)
 
 
 def test_cli_reports_option_errors(capsys, tmp_path):
@@ -62,7 +62,7 @@ def test_cli_reports_option_errors(capsys, tmp_path):
                  "--num-processes", "2", "--process-id", "2", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "Error: Expected --process-id in [0, 2). Received: process_id=2." in err
+    assert "Error: Expected process_id in [0, 2). Received: process_id=2." in err
     assert "Hint: Process ids run from 0 to --num-processes − 1 (1)" in err
     assert not (tmp_path / "run").exists()
 
@@ -76,7 +76,7 @@ def test_other_backends_are_refused():
 
 
 def _batches(n, batch, *, process, processes, devices, seed=None, epoch=0):
-    return distributed.GlobalBatches(np.arange(n)[:, None], np.arange(n), batch, devices=devices, process=process,
+    return GlobalBatches(np.arange(n)[:, None], np.arange(n), batch, devices=devices, process=process,
                                      processes=processes, seed=seed, epoch=epoch)
 
 
@@ -112,17 +112,17 @@ def test_shuffle_depends_on_seed_and_epoch_only():
 def test_resume_takes_this_launchs_process_options():
     saved = TrainConfig(epochs=3, **GROUP, process_id=0)
     launch = TrainConfig(coordinator="127.0.0.1:999", process_id=1)
-    merged = distributed.relaunch(saved, launch)
+    merged = relaunch(saved, launch)
     assert (merged.epochs, merged.distribute, merged.num_processes) == (3, "data-parallel", 2)
     assert (merged.coordinator, merged.process_id) == ("127.0.0.1:999", 1)
 
 
 def test_global_batch_must_split_evenly_over_devices():
     distributed.check_devices(128, devices=4, local_devices=2, processes=2)
-    with pytest.raises(ConfigError, match=r"Expected --batch-size divisible by the 4 devices \(it is the global "
+    with pytest.raises(ConfigError, match=r"Expected batch_size divisible by the 4 devices \(it is the global "
                        r"batch, split evenly across them\)\. Received: batch_size=127\.") as info:
         distributed.check_devices(127, devices=4, local_devices=2, processes=2)
-    assert info.value.hint == "Use a multiple of 4, e.g. --batch-size 124."
+    assert info.value.hint == "Use a multiple of 4, e.g. batch_size 124." and info.value.params == ("batch_size",)
     with pytest.raises(ConfigError, match=r"Expected the same number of devices in every process\. "
                        r"Received: 3 devices in 2 processes, 2 in this one\."):
         distributed.check_devices(128, devices=3, local_devices=2, processes=2)

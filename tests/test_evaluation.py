@@ -16,8 +16,8 @@ from cnnkit.evaluation import (
     evaluate_probabilities,
     pick_prediction_examples,
     prediction_titles,
-    write_evaluation,
 )
+from cnnkit.report import write_evaluation
 
 NAMES = ["cat", "dog", "bird"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
@@ -117,12 +117,12 @@ def test_float_labels_with_integer_values_are_accepted():
          r"shape \(N, 3\).*Received: probs\.shape=\(6, 4\)"),
         (Y_TRUE, np.ones(6), DataError, r"Received: probs\.shape=\(6,\)"),
         (np.eye(3)[Y_TRUE], PROBS, DataError,
-         r"Received: y_true\.shape=\(6, 3\).*y_true\.argmax\(axis=1\)"),
+         r"Received: shape=\(6, 3\).*y_true\.argmax\(axis=1\)"),
         (Y_TRUE[:5], PROBS, DataError,
          r"one row per sample\. Received: y_true\.shape=\(5,\), probs\.shape=\(6, 3\)"),
         (np.array([0, 0, 1, 1, 2, 3]), PROBS, DataError,
-         r"\[0, 2\] for 3 classes\. Received: values from 0 to 3"),
-        (Y_TRUE + 0.5, PROBS, DataError, r"integer class indices\. Received: dtype float64"),
+         r"y_true values in \[0, 3\) for 3 classes\. Received: min=0, max=3"),
+        (Y_TRUE + 0.5, PROBS, DataError, r"integer class labels\. Received: shape=\(6,\), dtype=float64"),
         (Y_TRUE, PROBS * 5 - 1, DataError, r"must be probabilities.*apply a softmax"),
         (np.array([], dtype=int), np.zeros((0, 3)), DataError, r"zero samples"),
     ],

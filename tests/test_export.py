@@ -1,18 +1,11 @@
-"""Graph exports (SavedModel, LiteRT, ONNX) answer as Keras does, for every preset.
+"""Graph exports answer as Keras does: a photo run trained through cnnkit, and the inference twin they are made from.
 
-Each preset is trained for two steps (so weights and batch-norm statistics have moved) and
-saved; each export must agree with ``cnnkit.load(path, tta=False).predict_proba`` and give
-the same answer twice. A photo model trained through ``cnnkit.run.train`` on a generated
-photo folder goes through the same check. Exports come from
-:func:`cnnkit.models.inference_model`, tested on its own at the end.
+Every preset's exports are checked by helpers.check_preset (tests/test_presets.py); here a photo
+model trained by ``cnnkit.training.run.train`` on a generated photo folder goes through the same
+export check, on its own photos, and :func:`cnnkit.models.inference_model` is tested on its own.
 """
 
 from __future__ import annotations
-
-import json
-import warnings
-from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -20,127 +13,24 @@ import pytest
 
 import cnnkit
 from cnnkit import models
-from cnnkit.artifact import ModelMetadata, read_metadata, save_model
-from cnnkit.config import TrainConfig
 from cnnkit.errors import ConfigError
-from cnnkit.exporting import export_model
-from cnnkit.presets import PRESETS
-from cnnkit.run import train
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.run import train
+from helpers import check_export
 from photo_factory import write_clean
-
-GRAPH_FORMATS = ("saved_model", "litert", "onnx")
-PHOTO_RUN = "photo-run"  # the photo recipe trained by cnnkit.run.train on a generated folder
-# Presets above 64 px train at 48 px to keep the file fast; "photo" keeps its real 128 px,
-# so one photo model runs its real layers at their real size.
-SMALL, REAL_SIZE = 48, "photo"
-TOLERANCE = 1e-4
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                      reason="graph exports run on the TensorFlow backend")
 
 
-def _input_shape(name: str) -> tuple[int, int, int]:
-    height, width, channels = PRESETS[name].input_shape
-    if name == REAL_SIZE or max(height, width) <= 64:
-        return height, width, channels
-    return SMALL, SMALL, channels
-
-
-def _tiny_trained(name: str, folder: Path) -> tuple[Path, np.ndarray]:
-    """The preset trained for two steps on random pixels, saved; and 16 other images to compare on."""
-    preset = PRESETS[name]
-    shape = _input_shape(name)
-    keras.utils.set_random_seed(0)
-    model = models.build_model(preset, input_shape=shape)
-    model.compile(optimizer=models.make_optimizer(preset.optimizer), loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (16, *shape), dtype=np.uint8)
-    y = rng.integers(0, preset.num_classes, 16)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # two steps
-    for layer in model.layers:  # the check would miss a batch norm exported in training mode otherwise
-        if isinstance(layer, keras.layers.BatchNormalization):
-            assert np.abs(keras.ops.convert_to_numpy(layer.moving_mean)).max() > 0, layer.name
-    metadata = ModelMetadata(class_names=[f"class{i}" for i in range(preset.num_classes)], input_shape=list(shape),
-                             color_mode=preset.color_mode, preset=name, tta=dict(preset.tta))
-    path = save_model(model, folder / f"{name}.keras", metadata)
-    return path, rng.integers(0, 256, (16, *shape), dtype=np.uint8)
-
-
-def _photo_run(folder: Path) -> tuple[Path, np.ndarray]:
-    """The photo recipe through cnnkit's own training path; compared on its photos and on noise."""
-    files = write_clean(folder / "photos")
-    result = train(TrainConfig(preset="photo", data=str(folder / "photos"), epochs=1, image_size=32, seed=0),
-                   folder / "run", verbose=0)
+@tensorflow_only
+def test_a_photo_run_exports_agree_with_keras(tmp_path):
+    files = write_clean(tmp_path / "photos")
+    result = train(TrainConfig(preset="photo", data=str(tmp_path / "photos"), epochs=1, image_size=32, seed=0),
+                   tmp_path / "run", verbose=0)
     photos = cnnkit.load(result.run_dir).load_files(files[::3])
     noise = np.random.default_rng(1).integers(0, 256, (4, *photos.shape[1:]), dtype=np.uint8)
-    return result.run_dir, np.concatenate([photos, noise])
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Callable[[str], tuple[Path, np.ndarray, np.ndarray]]:
-    """``trained(case)``: a saved model, images, and Keras' probabilities for them; made once per module."""
-    cache: dict[str, tuple[Path, np.ndarray, np.ndarray]] = {}
-
-    def get(case: str) -> tuple[Path, np.ndarray, np.ndarray]:
-        if case not in cache:
-            folder = tmp_path_factory.mktemp(case)
-            path, x = _photo_run(folder) if case == PHOTO_RUN else _tiny_trained(case, folder)
-            cache[case] = path, x, cnnkit.load(path, tta=False).predict_proba(x)
-        return cache[case]
-
-    return get
-
-
-def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
-    """Call the exported file with its own runtime: TensorFlow, LiteRT or onnxruntime."""
-    if fmt == "saved_model":
-        import tensorflow as tf
-
-        loaded = tf.saved_model.load(str(path))  # the closure keeps it: its variables live in it
-        return lambda x: loaded.serve(x).numpy()
-    if fmt == "litert":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(str(path))
-
-        def invoke(x: np.ndarray) -> np.ndarray:
-            inp = interpreter.get_input_details()[0]
-            interpreter.resize_tensor_input(inp["index"], x.shape)
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(inp["index"], x)
-            interpreter.invoke()
-            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
-
-        return invoke
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [(i.name, i.type) for i in session.get_inputs()] == [("pixels", "tensor(uint8)")]  # raw pixels in
-    return lambda x: session.run(None, {"pixels": x})[0]
-
-
-@tensorflow_only
-@pytest.mark.parametrize("fmt", GRAPH_FORMATS)
-@pytest.mark.parametrize("case", [*PRESETS, PHOTO_RUN])
-def test_graph_exports_match_keras(trained, tmp_path, case, fmt):
-    model_path, x, expected = trained(case)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        files = export_model(model_path, tmp_path / fmt, fmt)
-    assert not [w for w in caught if "np.object" in str(w.message)]  # tf2onnx's NumPy 2 noise is silenced
-    run = _runner(files[0], fmt)
-    first, second = run(x), run(x)
-    # Repeat calls agree exactly: augmentation and dropout stay out of the export.
-    difference = {"from Keras": float(np.abs(first - expected).max()),
-                  "between calls": float(np.abs(first - second).max())}
-    assert difference["from Keras"] < TOLERANCE and difference["between calls"] == 0, difference
-    metadata = read_metadata(model_path)
-    assert json.loads(files[1].read_text())["input_shape"] == metadata["input_shape"]
-    if fmt == "onnx":
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(files[0])).metadata_props}
-        assert json.loads(props["cnnkit"])["class_names"] == metadata["class_names"]
+    check_export(result.run_dir, np.concatenate([photos, noise]), tmp_path / "exports")
 
 
 def _augmented_model() -> keras.Sequential:

@@ -19,12 +19,12 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.explain.features import feature_maps, first_layer_filters, plot_feature_maps
 from cnnkit.explain.gradcam import grad_cam, overlay, spatial_layers
 from cnnkit.explain.inspect import inspect
-from cnnkit.config import TrainConfig
+from cnnkit.training.config import TrainConfig
 from cnnkit.images import encode_png
 from cnnkit.models import build_model
 from cnnkit.presets import PRESETS, Preset, register
-from cnnkit.run import train
-from conftest import MNIST_SUBSET
+from cnnkit.training.run import train
+from helpers import MNIST_SUBSET
 
 DIGITS = 100  # first test digits used by the statistical checks
 

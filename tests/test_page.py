@@ -29,7 +29,7 @@ from cnnkit.predictor import Predictor  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.app import STATIC  # noqa: E402
 from cnnkit.server.cli import build_server  # noqa: E402
-from test_server import tiny_predictor, wait_ready  # noqa: E402
+from helpers import tiny_predictor, wait_ready  # noqa: E402
 
 SCREENSHOT = Path("/tmp/cnnkit_page.png")  # a copy for people to look at
 

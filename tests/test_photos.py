@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.cli import main
 from cnnkit.datasets import pixelcache
 from cnnkit.datasets.folder import index_folder
 from cnnkit.datasets.photos import load_folder
 from cnnkit.images import decode_image
 
+from helpers import run_cli
 from photo_factory import (BLUE, BROKEN, CLASSES, GREEN, ORANGE, RED, VALID_ODD, class_image, encode, weather_like,
                            write_clean)
 
@@ -31,12 +31,6 @@ SIZE = 32
 @pytest.fixture
 def weather(tmp_path) -> Path:
     return weather_like(tmp_path / "weather")
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def all_rows(dataset) -> np.ndarray:
@@ -362,9 +356,9 @@ def test_steps_per_epoch_is_a_cap_not_a_demand(weather, tmp_path, monkeypatch, o
 
     import keras
 
-    from cnnkit.config import TrainConfig
+    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets import photos
-    from cnnkit.training import fit
+    from cnnkit.training.fit import fit
 
     if on_disk:
         monkeypatch.setattr(photos, "IN_MEMORY_LIMIT", 0)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST_SUBSET, WEATHER
+from helpers import MNIST_SUBSET, WEATHER
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -43,6 +43,8 @@ def readme_commands(text: str) -> list[str]:
     a Python block counts as one command, ``python:`` followed by its first line."""
     commands = []
     for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        if lang not in ("", "python", "sh", "bash"):  # a `text` block (the layout tree) is not commands
+            continue
         if lang == "python":
             commands.append("python: " + body.strip().splitlines()[0])
             continue
@@ -150,7 +152,7 @@ def _killed_then_resumed(command: str) -> Callable[[Walk], None]:
     """Make the killed run the README's `--resume` line speaks of, then run that line as written."""
     def walk_it(walk: Walk) -> None:
         run = walk.home / "runs" / "b"
-        start = f"cnnkit train mnist --recipe article-001 --out runs/b --epochs 3 --train-limit 6000 --test-limit 500"
+        start = "cnnkit train mnist --recipe article-001 --out runs/b --epochs 3 --train-limit 6000 --test-limit 500"
         print(f"$ {start} &   (killed after its first epoch)", flush=True)
         process = subprocess.Popen(start, shell=True, cwd=walk.home, env=walk.env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,7 +177,7 @@ def _serve_briefly(command: str) -> Callable[[Walk], None]:
 
 
 def _python(walk: Walk) -> None:
-    code = python_block(README.read_text()).replace("epochs=2)", f"epochs=1, train_limit=3000, test_limit=1000)")
+    code = python_block(README.read_text()).replace("epochs=2)", "epochs=1, train_limit=3000, test_limit=1000)")
     (walk.home / "readme_api.py").write_text(code + "\nprint(predictor.predict(data.x_test[:5])[0])\n")
     assert "Prediction(label=" in walk.sh(f"{sys.executable} readme_api.py")
 

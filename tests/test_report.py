@@ -10,7 +10,8 @@ from PIL import Image
 
 from cnnkit.cli import main
 from cnnkit.errors import ArtifactError
-from cnnkit.report import REPORT, build_report
+from cnnkit.artifact import REPORT
+from cnnkit.report import build_report
 
 SECTIONS = ("Summary", "Data", "Model, layer by layer", "Training and timings", "Evaluation on the test set",
             "Top losses", "Grad-CAM: what the network looks at", "Calibration", "Environment and configuration")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 import warnings
-import zlib
 
-import keras
 import numpy as np
 import pytest
 
@@ -17,61 +14,16 @@ with warnings.catch_warnings():  # Starlette 1.10 prefers httpx2; httpx 0.28.1 i
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from cnnkit.artifact import ModelMetadata  # noqa: E402
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.predictor import Predictor  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
+from cnnkit.server.app import ROUTES  # noqa: E402
+from helpers import (CLASSES, LIMIT_MB, check_route, digits, fake_engine, png_header_bomb,  # noqa: E402
+                     tiny_predictor, wait_ready)
 
 pytestmark = pytest.mark.backends  # also run on JAX: covers the non-TensorFlow inference path
 
-CLASSES = ["zero", "one", "two"]
-LIMIT_MB = 0.05  # 52,428 bytes: a 28x28 PNG is ~1 KB, so the 413 tests need only small bodies
 LIMIT = f"{int(LIMIT_MB * 2**20):,} bytes"
-
-
-def tiny_predictor() -> Predictor:
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x))
-    return Predictor(model, ModelMetadata(class_names=CLASSES, input_shape=[28, 28, 1], color_mode="grayscale"))
-
-
-def digits(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
-
-
-def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "server never became ready"
-        time.sleep(0.01)
-
-
-def wait_ready_http(http, timeout: float = 30.0) -> None:
-    """Poll a real server's /readyz over loopback (it may not be listening yet)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if http.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.02)
-
-
-def png_header_bomb(width: int = 9_000, height: int = 9_000) -> bytes:
-    """A tiny PNG whose header claims a huge image (a decompression-bomb probe)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +39,15 @@ def client(predictor):
         yield test_client
 
 
-def assert_error(response, code: int, pattern: str) -> None:
-    assert response.status_code == code, response.text
-    body = response.json()
-    assert body["code"] == code and body["message"]
-    assert "Traceback" not in body["message"]
-    assert any(s in body["message"] for s in pattern.split("|")), body["message"]
-
-
 # -- happy paths ---------------------------------------------------------------------------------
 
 def test_readyz_is_503_until_started_and_warmed_up(predictor):
-    app = create_app(predictor, ServerSettings(), infer=lambda x: np.full((len(x), 3), 1 / 3, np.float32))
+    app = create_app(predictor, ServerSettings(), engine=fake_engine(lambda x: np.full((len(x), 3), 1 / 3, np.float32)))
     cold = TestClient(app)  # no lifespan: the model is not warmed up
-    assert_error(cold.get("/readyz"), 503, "warming up")
+    check_route(cold.get("/readyz"), 503, "warming up")
     assert cold.get("/livez").status_code == 200
-    assert_error(cold.post("/v1/predict", content=encode_png(digits(1)[0]),
-                           headers={"content-type": "image/png"}), 503, "Retry shortly")
+    check_route(cold.post("/v1/predict", content=encode_png(digits(1)[0]), headers={"content-type": "image/png"}),
+                503, "Retry shortly")
     with TestClient(app) as warm:
         wait_ready(warm)
         assert warm.get("/readyz").json()["status"] == "ready"
@@ -230,7 +174,19 @@ ERROR_CASES = {
 def test_errors_are_json_with_code_and_message(client, case):
     path, kwargs, code, pattern = ERROR_CASES[case]
     kwargs = {k: (v() if callable(v) else v) for k, v in kwargs.items()}
-    assert_error(client.post(path, **kwargs), code, pattern)
+    check_route(client.post(path, **kwargs), code, *pattern.split("|"))
+
+
+@pytest.mark.parametrize("method,path,handler", ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_every_route_answers_errors_in_one_shape(client, method, path, handler):
+    url = path.format(name="digits", version="1")
+    refused = client.request("PUT", url)
+    check_route(refused, 405, "Method not allowed. Received: PUT")
+    assert method in refused.headers["allow"] and method in refused.json()["message"]
+    if method == "POST":  # a body of the wrong type: refused before anything is parsed
+        check_route(client.post(url, content=b"x", headers={"content-type": "text/plain"}), 415, "text/plain")
+    else:
+        assert client.get(url).status_code == 200
 
 
 def test_queue_full_is_503_with_retry_after(predictor):
@@ -243,7 +199,7 @@ def test_queue_full_is_503_with_retry_after(predictor):
         return np.full((len(pixels), 3), 1 / 3, np.float32)
 
     settings = ServerSettings(queue_size=1, max_wait_ms=0, retry_after_s=2)
-    app = create_app(predictor, settings, infer=slow_infer)
+    app = create_app(predictor, settings, engine=fake_engine(slow_infer))
     post = {"url": "/v1/predict", "content": PNG, "headers": IMAGE}
     with TestClient(app) as client:
         wait_ready(client)
@@ -262,7 +218,7 @@ def test_queue_full_is_503_with_retry_after(predictor):
         gate.set()
         first.join(10)
         second.join(10)
-    assert_error(refused, 503, "Server busy")
+    check_route(refused, 503, "Server busy")
     assert refused.headers["retry-after"] == "2"
     assert results == [200, 200]
 
@@ -275,11 +231,11 @@ def test_unexpected_failure_is_500_without_internals(predictor, caplog):
 
     image = np.zeros((28, 28, 1), np.uint8)
     image[0, 0, 0] = 7
-    with TestClient(create_app(predictor, ServerSettings(), infer=broken)) as client:
+    with TestClient(create_app(predictor, ServerSettings(), engine=fake_engine(broken))) as client:
         wait_ready(client)
         response = client.post("/v1/predict", content=encode_png(image), headers=IMAGE)
         assert client.get("/livez").status_code == 200  # the server survives
-    assert_error(response, 500, "Internal server error")
+    check_route(response, 500, "Internal server error")
     assert "secret" not in response.text and "RuntimeError" not in response.text
     assert "secret internal detail" in caplog.text  # ... but the operator sees it
 
@@ -311,5 +267,5 @@ def test_pixel_limit_bounds_each_decode(predictor):
         wait_ready(client)
         refused = client.post("/v1/predict", content=big, headers=IMAGE)
         accepted = client.post("/v1/predict", content=encode_png(np.zeros((200, 200), np.uint8)), headers=IMAGE)
-    assert_error(refused, 422, "exceeds the limit of 50,000")
+    check_route(refused, 422, "exceeds the limit of 50,000")
     assert accepted.status_code == 200

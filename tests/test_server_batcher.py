@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 
 pytest.importorskip("prometheus_client")
+from cnnkit.engines import Engine  # noqa: E402
 from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError  # noqa: E402
 
 SHAPE = (2, 2, 1)
 
 
-class Recorder:
+class Recorder(Engine):
     """A fake model: each image's first pixel becomes its 'probability', so rows can be traced back."""
+
+    name = "recorder"
+    input_shape = SHAPE
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
         self.calls: list[int] = []
@@ -40,7 +44,7 @@ def images(*values: int) -> np.ndarray:
 async def started(infer: Recorder, **options) -> MicroBatcher:
     options = {"max_batch_size": 8, "max_wait_ms": 20, "queue_size": 16, **options}
     batcher = MicroBatcher(infer, **options)
-    await batcher.start(warmup_shape=SHAPE)
+    await batcher.start()
     while not batcher.ready:
         await asyncio.sleep(0.001)
     infer.calls.clear()  # forget the warm-up
@@ -52,7 +56,7 @@ def test_warm_up_covers_every_padded_size_then_ready():
         infer = Recorder()
         batcher = MicroBatcher(infer, max_batch_size=12, max_wait_ms=0, queue_size=4)
         assert not batcher.ready
-        await batcher.start(warmup_shape=SHAPE)
+        await batcher.start()
         while not batcher.ready:
             await asyncio.sleep(0.001)
         await batcher.close()

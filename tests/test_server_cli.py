@@ -17,8 +17,7 @@ from cnnkit.errors import ArtifactError, ConfigError  # noqa: E402
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.cli import _check_port_free, add_serve_arguments, build_server, serve, settings_from_args  # noqa: E402
-from cnnkit.server.inference import compile_infer  # noqa: E402
-from test_server import tiny_predictor, wait_ready_http  # noqa: E402
+from helpers import fake_engine, tiny_predictor, wait_ready_http  # noqa: E402
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -68,7 +67,7 @@ def test_taken_port_is_reported_with_a_hint():
 
 def test_real_server_answers_over_loopback_and_drains_on_shutdown():
     predictor = tiny_predictor()
-    compiled = compile_infer(predictor)
+    compiled = predictor.engine
     gate, entered, hold = threading.Event(), threading.Event(), threading.Event()
 
     def infer(pixels: np.ndarray) -> np.ndarray:
@@ -81,7 +80,7 @@ def test_real_server_answers_over_loopback_and_drains_on_shutdown():
     sock.bind(("127.0.0.1", 0))  # loopback only; the OS picks a free port
     port = sock.getsockname()[1]
     settings = ServerSettings(port=port, model_name="digits", graceful_timeout_s=10)
-    server = build_server(create_app(predictor, settings, infer=infer), settings, log_level="warning")
+    server = build_server(create_app(predictor, settings, engine=fake_engine(infer)), settings, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     pixels = np.random.default_rng(0).integers(0, 256, (28, 28, 1), dtype=np.uint8)

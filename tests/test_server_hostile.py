@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.cli import build_server  # noqa: E402
-from test_server import LIMIT_MB, png_header_bomb, tiny_predictor, wait_ready_http  # noqa: E402
+from helpers import LIMIT_MB, png_header_bomb, tiny_predictor, wait_ready_http  # noqa: E402
 
 LIMIT_BYTES = int(LIMIT_MB * 2**20)
 N_REQUESTS = 520

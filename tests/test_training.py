@@ -17,11 +17,11 @@ from cnnkit.cli import main
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import TMP_MARKER
 from cnnkit.models import build_model
-from cnnkit.run import train
-from cnnkit.config import TrainConfig
-from cnnkit.training import split_dataset
+from cnnkit.training.run import train
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.fit import split_dataset
 
-from conftest import MNIST_SUBSET
+from helpers import MNIST_SUBSET
 
 RUN_FILES = ["config.json", "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "gradcam.png", "history.csv",
              "history.json", "metrics.json", "model.keras", "per_class.csv", "predictions.png", "reliability.png",
@@ -73,13 +73,13 @@ def test_same_seed_same_split_and_weights(mnist_subset):
 def test_existing_run_folder_is_not_overwritten(trained_run):
     with pytest.raises(ConfigError, match=r"already holds a finished run") as excinfo:
         train(TrainConfig(data=str(MNIST_SUBSET), epochs=1), trained_run.run_dir)
-    assert "--overwrite" in excinfo.value.hint and "--resume" not in excinfo.value.hint  # it would fail
+    assert "overwrite=True" in excinfo.value.hint and "resume" not in excinfo.value.hint  # resuming would fail
 
 
 def test_finished_run_cannot_resume(trained_run):
     with pytest.raises(ConfigError, match="already finished") as excinfo:
         train(TrainConfig(), trained_run.run_dir, resume=True)
-    assert "--overwrite instead of --resume" in excinfo.value.hint
+    assert "overwrite=True instead of resume=True" in excinfo.value.hint
 
 
 def test_resume_before_the_first_epoch_starts_over(tmp_path, capsys):
@@ -103,11 +103,17 @@ def test_bad_data_path_leaves_no_run_folder(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("field,value,option", [("epochs", -1, "--epochs"), ("val_fraction", 1.5, "--val-fraction"),
-                                                ("schedule", "linear", "--schedule")])
-def test_bad_options_name_the_option(field, value, option):
-    with pytest.raises(ConfigError, match=option):
+@pytest.mark.parametrize("field,value,option,flag", [("epochs", -1, "--epochs", "-1"),
+                                                     ("val_fraction", 1.5, "--val-fraction", "1.5"),
+                                                     ("learning_rate", -0.1, "--lr", "-0.1")])
+def test_bad_settings_name_the_parameter_in_python_and_the_flag_on_the_command_line(field, value, option, flag, capsys,
+                                                                                    tmp_path):
+    with pytest.raises(ConfigError, match=rf"Received: {field}={value!r}\.") as excinfo:
         TrainConfig(**{field: value}).resolve()
+    assert excinfo.value.params == (field,) and f"Set {field} " in excinfo.value.hint and "--" not in str(excinfo.value)
+    code = main(["train", str(MNIST_SUBSET), f"{option}={flag}", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[0] == f"Error: {excinfo.value.message}" and err[1].startswith(f"Hint: Set {option} ")
 
 
 def _checkpoint_epoch(run_dir) -> int:
@@ -172,14 +178,14 @@ def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path):
 def test_auto_precision_uses_bfloat16_only_where_it_is_fast(monkeypatch):
     import dataclasses
 
-    from cnnkit import models
+    from cnnkit import _backend, models
     from cnnkit.presets import get_preset
 
     mixed = dataclasses.replace(get_preset("fast"), precision="mixed_bfloat16")
-    monkeypatch.setattr(models, "bfloat16_is_fast", lambda: False)
+    monkeypatch.setattr(_backend, "bfloat16_is_fast", lambda: False)
     assert models.resolve_precision(None, mixed) == "float32"
     assert models.resolve_precision("mixed_bfloat16", mixed) == "mixed_bfloat16"  # asked for explicitly
-    monkeypatch.setattr(models, "bfloat16_is_fast", lambda: True)
+    monkeypatch.setattr(_backend, "bfloat16_is_fast", lambda: True)
     assert models.resolve_precision("auto", mixed) == "mixed_bfloat16"
     assert models.resolve_precision(None, get_preset("article-000")) == "float32"
     with pytest.raises(ConfigError, match="Received: precision='fp8'"):
@@ -190,7 +196,7 @@ def test_read_config_brings_back_what_the_run_was_trained_with(tmp_path):
     import dataclasses
 
     from cnnkit.presets import PRESETS, get_preset
-    from cnnkit.training import read_config
+    from cnnkit.artifact import read_config
 
     # A tuned preset (cnnkit tune) is not in a fresh process's registry: it comes from config.json.
     tuned = dataclasses.replace(get_preset("fast"), name="fast-tuned-test", batch_size=64)

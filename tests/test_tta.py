@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from cnnkit.artifact import ModelMetadata, load_model, save_model
-from cnnkit.config import TrainConfig
+from cnnkit.training.config import TrainConfig
 from cnnkit.errors import ConfigError
 from cnnkit.predictor import Predictor
 from cnnkit.presets import PRESETS, get_preset, register
-from cnnkit.run import train
-from cnnkit.tta import averaged, check_spec, num_views, views
-from conftest import MNIST_SUBSET
+from cnnkit.training.run import train
+from cnnkit.engines import with_tta
+from cnnkit.tta import check_spec, num_views, views
+from helpers import MNIST_SUBSET, fake_engine
 
 pytestmark = pytest.mark.backends  # also run on JAX: the server's padded call is another code path
 
@@ -44,8 +45,8 @@ def test_uncovered_border_is_filled_from_the_edge_not_with_black():
 def test_no_tta_is_the_identity():
     image = dot(1, 1)
     assert views(image, {}) is image
-    call = lambda x: x.reshape(len(x), -1)[:, :3].astype(np.float32)  # noqa: E731
-    assert averaged(call, {}) is call and num_views({}) == 1
+    engine = fake_engine(lambda x: x.reshape(len(x), -1)[:, :3].astype(np.float32), (8, 8, 1))
+    assert with_tta(engine, {}) is engine and num_views({}) == 1
 
 
 def test_averaged_returns_the_mean_over_views_per_image():
@@ -57,10 +58,10 @@ def test_averaged_returns_the_mean_over_views_per_image():
         logits = x.reshape(len(x), 64).astype(np.float32) @ weights / 255
         return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
 
-    got = averaged(call, {"shift": 1})(images)
+    averaged = with_tta(fake_engine(call, (8, 8, 1)), {"shift": 1})
     expected = np.mean([call(v) for v in np.split(views(images, {"shift": 1}), 5)], axis=0)
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert averaged(call, {"shift": 1})(images[:0]).shape == (0, 4)
+    np.testing.assert_allclose(averaged(images), expected, rtol=1e-6)
+    assert averaged(images[:0]).shape == (0, 4)
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -94,8 +95,6 @@ def small_model() -> keras.Model:
 
 
 def test_predictor_and_server_call_average_the_same_views(tmp_path):
-    from cnnkit.server.inference import compile_infer
-
     path = save_model(small_model(), tmp_path / "m.keras", ModelMetadata(
         class_names=["a", "b", "c"], input_shape=[28, 28, 1], color_mode="grayscale", tta={"shift": 1}))
     pixels = np.random.default_rng(1).integers(0, 256, (7, 28, 28, 1), dtype=np.uint8)
@@ -105,7 +104,7 @@ def test_predictor_and_server_call_average_the_same_views(tmp_path):
     expected = np.mean([one_view.predict_proba(v) for v in np.split(views(pixels, {"shift": 1}), 5)], axis=0)
     np.testing.assert_allclose(with_tta.predict_proba(pixels), expected, rtol=1e-5, atol=1e-6)
     assert np.abs(one_view.predict_proba(pixels) - expected).max() > 1e-4  # TTA changed the numbers
-    np.testing.assert_allclose(compile_infer(with_tta)(pixels), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(with_tta.engine(pixels), expected, rtol=1e-4, atol=1e-5)  # what the server calls
 
 
 def test_a_recipe_with_tta_trains_saves_and_reports_both_numbers(tmp_path):

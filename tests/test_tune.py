@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from cnnkit.cli import main
-from cnnkit.config import TrainConfig
+from cnnkit.training.config import TrainConfig
 from cnnkit.errors import ConfigError
 from cnnkit.presets import get_preset
 
-from conftest import MNIST_SUBSET
+from helpers import MNIST_SUBSET
 
 optuna = pytest.importorskip("optuna")
 
@@ -69,7 +69,7 @@ def test_two_workers_share_one_study_and_the_best_trial_is_a_run(tmp_path, mnist
 
 def test_tuned_preset_is_the_preset_with_five_values_changed():
     from cnnkit.models import build_model
-    from cnnkit.tune import tuned_preset
+    from cnnkit.training.tune import tuned_preset
 
     base = get_preset("fast")
     preset = tuned_preset(base, PARAMS, "fast-trial-0", epochs=3)
@@ -89,7 +89,7 @@ def test_tuned_preset_is_the_preset_with_five_values_changed():
 
 
 def test_pruned_trial_stops_training():
-    from cnnkit.tune import ReportToOptuna
+    from cnnkit.training.tune import ReportToOptuna
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
@@ -102,7 +102,7 @@ def test_pruned_trial_stops_training():
 
 
 def test_workers_of_one_study_must_share_its_settings(tmp_path):
-    from cnnkit.tune import open_study
+    from cnnkit.training.tune import open_study
 
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
     open_study("s", storage, TrainConfig(preset="fast", data="a.npz", epochs=2))
@@ -112,8 +112,8 @@ def test_workers_of_one_study_must_share_its_settings(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--storage", "tune.db"], "Expected a database URL for --storage, such as sqlite:///tune.db"),
-    (["--storage", "nosuchdb://host/x"], "Cannot open the --storage database"),
+    (["--storage", "tune.db"], "Expected a database URL as storage, such as sqlite:///tune.db"),
+    (["--storage", "nosuchdb://host/x"], "Cannot open the storage database"),
     (["--storage", "sqlite:///t.db", "--trials", "0"], "Expected at least 1 trial. Received: trials=0."),
 ])
 def test_tune_option_errors(options, message, tmp_path, monkeypatch, capsys):
@@ -126,5 +126,5 @@ def test_tune_without_optuna_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now fails, as when it is not installed
     assert main(["tune", str(MNIST_SUBSET), "--study", "s", "--storage", "sqlite:///t.db"]) == 2
     err = capsys.readouterr().err
-    assert "Error: cnnkit tune needs Optuna, which is not installed" in err
+    assert "Error: Hyperparameter search (cnnkit tune) needs the optional package 'optuna', which is not installed" in err
     assert "Hint: Install it with: pip install 'cnnkit[tune]'" in err

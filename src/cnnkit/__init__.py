@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_dataset": ("cnnkit.datasets", "load"),
     "build_model": ("cnnkit.models", "build_model"),
-    "TrainConfig": ("cnnkit.config", "TrainConfig"),
-    "train": ("cnnkit.run", "train"),
-    "evaluate": ("cnnkit.run", "evaluate"),
+    "TrainConfig": ("cnnkit.training.config", "TrainConfig"),
+    "train": ("cnnkit.training.run", "train"),
+    "evaluate": ("cnnkit.training.run", "evaluate"),
     "load": ("cnnkit.loading", "load"),
     "Predictor": ("cnnkit.predictor", "Predictor"),
     "export": ("cnnkit.exporting", "export_model"),

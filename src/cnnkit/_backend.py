@@ -1,8 +1,11 @@
-"""The one place that imports Keras: quietly, once, and on the backend the user chose.
+"""The one place that imports Keras (quietly, once) and knows which backend runs.
 
 cnnkit's modules that need Keras write ``from cnnkit._backend import keras``; modules that do
 not (the CLI's parser, configs, presets) never import this one, so ``cnnkit --help`` and
 ``cnnkit summary --list`` start without loading TensorFlow.
+
+Every branch on the backend lives here too: which compiles with XLA, where bfloat16 is fast, how a
+model is compiled for prediction, how a gradient is taken.
 
 Why quietly: TensorFlow 2.21 writes absl INFO lines ("oneDNN custom operations are on",
 "All log messages before absl::InitializeLog() ...") straight to file descriptor 2 while its
@@ -19,7 +22,16 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from cnnkit.errors import ConfigError
+
+__all__ = ["BaseImagePreprocessingLayer", "Functional", "bfloat16_is_fast", "compiled_predict", "gradient",
+           "jit_compile", "keras", "name"]
 
 
 def _quiet_import(name: str) -> ModuleType:
@@ -54,3 +66,83 @@ from keras.src.models.functional import Functional  # noqa: E402
 def name() -> str:
     """The Keras backend in use: ``"tensorflow"``, ``"jax"``, ``"torch"`` or ``"numpy"``."""
     return keras.backend.backend()
+
+
+def bfloat16_is_fast() -> bool:
+    """True where bfloat16 matrix arithmetic is in hardware for this backend.
+
+    Checked: TensorFlow on x86 CPUs with AMX or AVX-512 BF16 (oneDNN uses them); elsewhere
+    (older CPUs, where bfloat16 is emulated and slower, or XLA on CPU) False.
+    """
+    if name() != "tensorflow":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def jit_compile() -> bool | str:
+    """``model.compile``'s ``jit_compile``: off on TensorFlow, Keras' choice elsewhere.
+
+    XLA ran these small convnets slower on the 2-core CPU (benchmarks/RESULTS.md, benchmarks/xla.py);
+    JAX always compiles.
+    """
+    return False if name() == "tensorflow" else "auto"
+
+
+def compiled_predict(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``model`` as a ``uint8 (N, H, W, C) -> float32 (N, K)`` function compiled once for every batch size.
+
+    TensorFlow: a ``tf.function`` traced for the signature ``[None, H, W, C] uint8``. Other backends:
+    ``predict_on_batch`` (compiled by Keras) on batches padded to a power of two, so a JIT backend
+    compiles a handful of shapes rather than one per batch size. Both run the model with ``training=False``.
+    """
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8, name="pixels")]
+
+        @tf.function(input_signature=signature)  # one trace serves every batch size
+        def forward(pixels: Any) -> Any:
+            return tf.cast(model(pixels, training=False), tf.float32)
+
+        return lambda pixels: forward(tf.convert_to_tensor(pixels, dtype=tf.uint8)).numpy()
+
+    def padded(pixels: np.ndarray) -> np.ndarray:
+        n = len(pixels)
+        size = 1 << max(0, (n - 1).bit_length())  # next power of two: few distinct shapes to compile
+        if size != n:
+            pixels = np.concatenate([pixels, np.zeros((size - n, *pixels.shape[1:]), pixels.dtype)])
+        return np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(pixels)), dtype=np.float32)[:n]
+
+    return padded
+
+
+def gradient(fn: Callable[[Any], Any], x: Any) -> Any:
+    """Gradient of the scalar ``fn(x)`` with respect to ``x``: the one backend-specific step."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = fn(x)
+        return tape.gradient(score, x)
+    if backend == "jax":
+        import jax
+
+        return jax.grad(fn)(x)
+    if backend == "torch":
+        import torch
+
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(fn(x), x)
+        return grad
+    raise ConfigError(
+        f"Grad-CAM needs gradients. Expected backend tensorflow, jax or torch. Received: backend={backend!r}.",
+        "Set KERAS_BACKEND to one of them.",
+    )

@@ -1,4 +1,4 @@
-"""The run folder and the model file: what a training run leaves behind.
+"""The run folder and the model file: what a training run leaves behind, and every file's name.
 
 ``model.keras`` is Keras' own zip format plus one extra member, ``cnnkit.json``,
 holding what the articles' saved models lost: class names, input shape, colour
@@ -12,16 +12,23 @@ a half-written model behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnkit._backend import keras
+import numpy as np
 
+from cnnkit._backend import keras
+from cnnkit.datasets import Dataset
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import atomic_path
+from cnnkit.presets import PRESETS, Preset, get_preset, register
+from cnnkit.training.config import TrainConfig
 from cnnkit.tta import check_spec
 
 # Run-folder layout: one name per file, used everywhere.
@@ -34,6 +41,16 @@ CURVES = "curves.png"
 DATA_REPORT = "data_report.txt"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT = f"{CHECKPOINT_DIR}/last.keras"
+CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+PER_CLASS_CSV = "per_class.csv"
+PREDICTIONS_PNG = "predictions.png"
+REPORT = "report.html"
+SAMPLES_PNG = "samples.png"
+TOP_LOSSES_PNG = "top_losses.png"
+GRADCAM_PNG = "gradcam.png"
+RELIABILITY_PNG = "reliability.png"
+TUNE_JSON = "tune.json"  # cnnkit tune's run folder only
 METADATA_MEMBER = "cnnkit.json"
 FORMAT = "cnnkit-model/1"
 H5_METADATA_ATTR = "cnnkit"
@@ -135,8 +152,8 @@ def load_model(path: str | Path, *, compile: bool = False) -> tuple[keras.Model,
     metadata = ModelMetadata.from_dict(meta, str(path))
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a damaged archive
-        raise ArtifactError(f"Cannot load {path}: {exc}") from exc
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # a damaged archive; anything else is a bug
+        raise ArtifactError(f"Cannot load {path}: {exc}", "The file may be damaged; retrain or copy it again.") from exc
     return model, metadata
 
 
@@ -188,3 +205,41 @@ def read_json(path: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}.") from exc
+
+
+def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> ModelMetadata:
+    """The metadata a model trained on ``dataset`` carries."""
+    # Arrays (MNIST, .npz) come at one size, their input size; a folder's photos are resized to it.
+    native = {} if config.is_folder else {"native_size": list(dataset.input_shape[:2])}
+    return ModelMetadata(
+        class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
+        color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
+        extra={**native, **({"training": state} if state else {})}, tta=dict(get_preset(config.preset).tta),
+    )
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The resolved config saved in a run folder."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ArtifactError(f"No {CONFIG} in {run_dir}: not a cnnkit run folder.",
+                            "Pass the folder that `cnnkit train --out` wrote.")
+    saved = json.loads(path.read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in fields})
+    recorded = saved.get("preset")
+    if recorded and config.preset not in PRESETS:  # a tuned preset (cnnkit tune): bring it back
+        register(Preset.from_dict(recorded))
+    if recorded and config.is_folder and config.image_size is None:
+        # Runs made before the size was recorded: decode at the size the model was trained on,
+        # not at whatever the preset says today.
+        config = dataclasses.replace(config, image_size=int(recorded["input_shape"][0]))
+    return config
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    return {
+        "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
+        "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
+    }

@@ -134,7 +134,7 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
     paths = expand_inputs(inputs)
     bar = None
     if progress:
-        import keras
+        from cnnkit._backend import keras
 
         bar = keras.utils.Progbar(len(paths), unit_name="image")
     results: list[FileResult] = []

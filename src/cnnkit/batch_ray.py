@@ -16,7 +16,6 @@ e.g. a shared file system).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import os
@@ -30,12 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnkit.errors import ArtifactError, ConfigError, EngineError
+from cnnkit.errors import ArtifactError, ConfigError, EngineError, require
 
 if TYPE_CHECKING:  # imported where used: a Ray worker unpickling PredictActor must not load Keras noisily
     from cnnkit.batch import BatchResult, FileResult
 
-RAY_EXTRA = "pip install 'cnnkit[ray]'"
 # Set before Ray is imported, this keeps a local Ray's node address and every listener on 127.0.0.1
 # (checked with `ss -ltnp`); without it Ray takes the machine's external address and binds every interface.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -48,10 +46,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def require_ray() -> None:
     """Raise a ConfigError naming the extra to install when Ray Data is missing (without importing Ray)."""
-    missing = [name for name in ("ray", "pyarrow") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(f"--engine ray needs Ray Data, which is not installed (no module {missing[0]!r}). "
-                          "Received: engine='ray'.", f"Install it with: {RAY_EXTRA}")
+    require("ray", "ray", "pyarrow", purpose="Batch prediction on Ray")
 
 
 # The driver's console gets cnnkit's lines only: Ray's own warnings at start-up ("Token authentication is
@@ -83,7 +78,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             raise ConfigError(
                 "Expected a local Ray instance on loopback only, but it would listen on every network interface. "
                 f"Received: ray imported before {LOOPBACK_ENV}=0 was set.",
-                f"Set {LOOPBACK_ENV}=0 before importing ray, start Ray yourself (ray.init), or pass --ray-address.")
+                f"Set {LOOPBACK_ENV}=0 before importing ray, start Ray yourself (ray.init), or pass an address.",
+                params="address")
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **_QUIET_INIT)
     try:
         yield ray
@@ -100,7 +96,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
         raise ConfigError(f"Cannot reach the Ray cluster at {address}: {exc.strerror or exc}. "
-                          f"Received: ray_address={address!r}.",
+                          f"Received: address={address!r}.",
                           "Start it with `ray start --head --port=6379` on the head machine, or fix the address "
                           "(HEAD:PORT, as `ray start --head` printed it).") from None
 
@@ -212,7 +208,8 @@ def predict_paths_ray(model: str | os.PathLike[str], inputs: Sequence[str | os.P
     """
     require_ray()
     if actors is not None and actors < 1:
-        raise ConfigError(f"Expected at least 1 Ray actor. Received: actors={actors}.", "Fix the --ray-actors option.")
+        raise ConfigError(f"Expected at least 1 Ray actor. Received: actors={actors}.", "Set actors to 1 or more.",
+                          params="actors")
     from cnnkit.batch import BatchResult, expand_inputs, write_csv
     from cnnkit.loading import load
 

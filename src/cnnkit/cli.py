@@ -27,7 +27,7 @@ def _config(args: argparse.Namespace, data: str):
     """The TrainConfig from the parsed options: every option is named after its config field."""
     import dataclasses
 
-    from cnnkit.config import TrainConfig
+    from cnnkit.training.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
     return TrainConfig(data=data, **{name: getattr(args, name) for name in names if hasattr(args, name)})
@@ -50,7 +50,7 @@ def _print_metrics(result) -> None:
 @command
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe on a dataset; write the run folder (model, metrics, plots)."""
-    from cnnkit.run import train
+    from cnnkit.training.run import train
 
     out = args.out or Path("runs") / f"{args.preset or 'default'}-{Path(args.data).name or 'data'}"
     if args.resume and args.out is None:
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run an article's recipe as published and print its reported number beside ours."""
     from cnnkit.presets import get_preset
-    from cnnkit.run import train
+    from cnnkit.training.run import train
 
     preset = get_preset(args.preset)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
@@ -85,7 +85,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 @command
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search a recipe's hyperparameters with Optuna (several workers may share one study); keep the best run."""
-    from cnnkit.tune import tune
+    from cnnkit.training.tune import tune
 
     out = args.out or Path("runs") / f"tune-{args.study}"
     result = tune(_config(args, args.data), study=args.study, storage=args.storage, trials=args.trials, out=out,
@@ -100,7 +100,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a run's model on its test set again."""
-    from cnnkit.run import evaluate
+    from cnnkit.training.run import evaluate
 
     m = evaluate(args.run)
     print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  (n={m['test_samples']})")

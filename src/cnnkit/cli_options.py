@@ -1,7 +1,7 @@
 """The ``cnnkit`` command's options: one argparse sub-parser per command.
 
 Options that configure training are named after the fields of
-:class:`cnnkit.config.TrainConfig`, so :mod:`cnnkit.cli` turns them into a config
+:class:`cnnkit.training.config.TrainConfig`, so :mod:`cnnkit.cli` turns them into a config
 by name. Nothing here imports Keras.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cnnkit import __version__
-from cnnkit.config import SCHEDULES
+from cnnkit.training.config import SCHEDULES
 from cnnkit.errors import CnnkitError
 
 
@@ -33,26 +33,28 @@ def _options_of(parser: argparse.ArgumentParser) -> list[str]:
     return [option for action in parser._actions for option in action.option_strings]  # noqa: SLF001
 
 
-def speak_cli(exc: CnnkitError, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
-    """``exc``'s message and hint with the parameters it names (``exc.params``) as ``parser``'s flags.
+# API parameter names whose CLI option has another dest (datasets.load's source is --from).
+_ALIASES = {"source": "data_source", "address": "ray_address", "actors": "ray_actors"}
 
-    A bare name becomes the flag (``epochs`` -> ``--epochs``, ``learning_rate`` -> ``--lr``) and
-    ``name=True`` the switch (``overwrite=True`` -> ``--overwrite``); ``Received: epochs=-1`` stays.
+
+def speak_cli(exc: CnnkitError, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
+    """``exc``'s message, and its hint with the parameters it names (``exc.params``) as ``parser``'s flags.
+
+    In the hint a bare name becomes the flag (``epochs`` -> ``--epochs``, ``learning_rate`` -> ``--lr``)
+    and ``name=True`` the switch (``overwrite=True`` -> ``--overwrite``). The message, whose
+    ``Received: epochs=-1`` names the value as given, stays as it is.
     """
     actions = {action.dest: action for action in parser._actions if action.option_strings}  # noqa: SLF001
-
-    def speak(text: str | None) -> str | None:
-        for param in exc.params:
-            action = actions.get(param)
-            if text is None or action is None:
-                continue
-            flag = action.option_strings[0]
-            if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
-                text = re.sub(rf"(?<![\w.-]){re.escape(param)}=True\b", flag, text)
-            text = re.sub(rf"(?<![\w.-]){re.escape(param)}(?![\w=])", flag, text)
-        return text
-
-    return speak(exc.message) or exc.message, speak(exc.hint)
+    hint = exc.hint
+    for param in exc.params:
+        action = actions.get(_ALIASES.get(param, param)) or actions.get(param)
+        if hint is None or action is None:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+            hint = re.sub(rf"(?<![\w.-]){re.escape(param)}=True\b", flag, hint)
+        hint = re.sub(rf"(?<![\w.-]){re.escape(param)}(?![\w=])", flag, hint)
+    return exc.message, hint
 
 
 def parse_args(parser: Parser, argv: list[str]) -> argparse.Namespace:
@@ -69,7 +71,7 @@ def parse_args(parser: Parser, argv: list[str]) -> argparse.Namespace:
 
 
 def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True) -> None:
-    """The options of ``train``, ``reproduce``: one per :class:`cnnkit.config.TrainConfig` field."""
+    """The options of ``train``, ``reproduce``: one per :class:`cnnkit.training.config.TrainConfig` field."""
     if recipe_option:
         p.add_argument("--recipe", "--preset", dest="preset",
                        help="preset name (see `cnnkit summary --list`); default: fast for MNIST, photo for folders")

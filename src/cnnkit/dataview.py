@@ -38,7 +38,7 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     Returns the text printed by ``cnnkit show``.
     """
     if count < 1:
-        raise ConfigError(f"Expected --count ≥ 1. Received: count={count}.")
+        raise ConfigError(f"Expected count ≥ 1. Received: count={count}.", "Set count to 1 or more.", params="count")
     dataset = datasets.load(data, source=source, **folder_options)
     out = Path(out) if out else Path("runs") / f"samples-{Path(data).stem or 'data'}.png"  # beside the runs
     if split not in ("train", "test"):

@@ -1,4 +1,4 @@
-"""How far to trust the probabilities: calibration (reliability diagram, ECE) and the top losses.
+"""How far to trust the probabilities: calibration (ECE, and the bins of a reliability diagram) and the top losses.
 
 Like :mod:`cnnkit.evaluation`, everything works on the model's softmax output and integer
 labels as NumPy arrays, so a fresh model, a reloaded artifact and a served predictor give the
@@ -12,17 +12,14 @@ accuracy and its mean confidence, ``ECE = Σ_b (n_b / N)·|acc_b − conf_b|``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from cnnkit.datasets.labels import check_labels
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.evaluation import EPSILON
-from cnnkit.plots import save_figure
 
 # 15 bins as in Guo et al.; fewer makes ECE coarser, more leaves bins empty on small test sets.
 DEFAULT_BINS = 15
@@ -51,25 +48,17 @@ class Calibration:
 
 def _check(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(y_true)
     if p.ndim != 2 or p.shape[0] == 0:
         raise DataError(f"Expected probabilities shaped (N, classes) with N ≥ 1. Received: shape {p.shape}.")
-    if y.shape != (p.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"Expected one integer label per row of probabilities ({p.shape[0]}). "
-            f"Received: y_true shape {y.shape}, dtype {y.dtype}."
-        )
-    if y.min() < 0 or y.max() >= p.shape[1]:
-        raise DataError(f"Expected labels in [0, {p.shape[1] - 1}]. Received: {y.min()}..{y.max()}.")
-    return y.astype(np.int64), p
+    return check_labels(y_true, name="y_true", num_classes=p.shape[1], length=p.shape[0]), p
 
 
 def calibration(y_true: Any, probs: Any, bins: int = DEFAULT_BINS) -> Calibration:
     """Reliability statistics of ``probs`` against ``y_true``.
 
     Example:
-        >>> calibration([0, 1], [[0.9, 0.1], [0.2, 0.8]]).ece  # doctest: +ELLIPSIS
-        0.15...
+        >>> round(calibration([0, 1], [[0.9, 0.1], [0.2, 0.8]]).ece, 4)
+        0.15
     """
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ConfigError(f"Expected a positive number of bins. Received: bins={bins!r}.")
@@ -88,29 +77,6 @@ def calibration(y_true: Any, probs: Any, bins: int = DEFAULT_BINS) -> Calibratio
     ece = float(np.sum(count[filled] / len(y) * gaps[filled]))
     mce = float(gaps[filled].max())
     return Calibration(edges=edges, confidence=mean_conf, accuracy=mean_acc, count=count, ece=ece, mce=mce)
-
-
-def plot_reliability(cal: Calibration, path: str | os.PathLike[str]) -> Path:
-    """Reliability diagram (accuracy per confidence bin against the diagonal) over a count histogram."""
-    fig = Figure(figsize=(5.5, 6.0))
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    width = np.diff(cal.edges)
-    filled = cal.count > 0
-    top.bar(cal.edges[:-1][filled], cal.accuracy[filled], width=width[filled], align="edge",
-            edgecolor="black", color="#4c72b0", label="accuracy")
-    top.bar(cal.edges[:-1][filled], (cal.confidence - cal.accuracy)[filled], bottom=cal.accuracy[filled],
-            width=width[filled], align="edge", color="#dd8452", alpha=0.5, label="gap to confidence")
-    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    top.set_ylabel("accuracy")
-    top.set_ylim(0, 1)
-    top.set_title(f"Reliability diagram (ECE {cal.ece:.2%}, {len(cal.count)} bins)")
-    top.legend(loc="upper left", fontsize=8)
-    bottom.bar(cal.edges[:-1], cal.count, width=width, align="edge", color="grey", edgecolor="black")
-    bottom.set_yscale("symlog")
-    bottom.set_xlabel("confidence (largest probability)")
-    bottom.set_ylabel("predictions")
-    bottom.set_xlim(0, 1)
-    return save_figure(fig, path)
 
 
 def top_losses(y_true: Any, probs: Any, k: int = 15) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,8 @@ the command line.
 
 from __future__ import annotations
 
+import importlib.util
+
 
 class CnnkitError(Exception):
     """Base class: a problem with the user's input, data, config or files.
@@ -57,3 +59,27 @@ class EngineError(CnnkitError, RuntimeError):
     first error line."""
 
     exit_code = 1  # not a usage error (2): the job itself failed
+
+
+def require(extra: str, *modules: str, purpose: str) -> None:
+    """Raise a ConfigError naming the extra to install when any of ``modules`` is missing (none is imported).
+
+    Args:
+        extra: the ``cnnkit[...]`` extra that installs them (``"ray"``, ``"serve"``).
+        modules: top-level module names to look for (``"ray"``, ``"pyarrow"``).
+        purpose: what needs them, for the message (``"--engine ray"``, ``"cnnkit serve"``).
+
+    Example:
+        >>> require("tune", "json", purpose="cnnkit tune")  # present: nothing happens
+    """
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ValueError:  # in sys.modules as None: importing it fails, as when it is not installed
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise ConfigError(f"{purpose} needs the optional package {missing[0]!r}, which is not installed. "
+                          f"Received: no module named {missing[0]!r}.", f"Install it with: pip install 'cnnkit[{extra}]'")

@@ -2,34 +2,26 @@
 
 Everything works on plain NumPy arrays (the model's softmax output and integer
 labels), so it never needs Keras and gives the same numbers for a fresh model,
-a reloaded artifact or a served predictor.
+a reloaded artifact or a served predictor. Numbers only: the run folder's files
+(confusion matrix CSV and PNG, per-class CSV, prediction grid) are written by
+:func:`cnnkit.report.write_evaluation`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from cnnkit.datasets.lazy import take_rows
+from cnnkit.datasets.labels import check_labels
 from cnnkit.errors import ConfigError, DataError
-from cnnkit.fileio import write_text
-from cnnkit.plots import plot_confusion_matrix, plot_image_grid
 
 # Same clipping as Keras' categorical cross-entropy, so our loss matches model.evaluate.
 EPSILON = 1e-7
 MOST_CONFUSED_LIMIT = 10
-CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
-CONFUSION_MATRIX_PNG = "confusion_matrix.png"
-PER_CLASS_CSV = "per_class.csv"
-PREDICTIONS_PNG = "predictions.png"
 
 
 @dataclass
@@ -59,7 +51,8 @@ class Evaluation:
         }
 
 
-def _check_class_names(class_names: Sequence[str]) -> list[str]:
+def check_class_names(class_names: Sequence[str]) -> list[str]:
+    """``class_names`` as a list of distinct strings, or a ConfigError."""
     names = list(class_names) if not isinstance(class_names, str) else []
     if not names or not all(isinstance(n, str) for n in names):
         raise ConfigError(
@@ -71,31 +64,8 @@ def _check_class_names(class_names: Sequence[str]) -> list[str]:
     return names
 
 
-def _check_labels(name: str, labels: Any, num_classes: int) -> np.ndarray:
-    """Return ``labels`` as a 1-D int64 array of class indices in [0, num_classes)."""
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise DataError(
-            f"{name} must be a 1-D array of integer class indices, shape (N,). "
-            f"Received: {name}.shape={array.shape}.",
-            hint=f"If {name} is one-hot, pass {name}.argmax(axis=1).",
-        )
-    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-        array = array.astype(np.int64)
-    if array.dtype.kind not in "iu":
-        raise DataError(
-            f"{name} must hold integer class indices. Received: dtype {array.dtype}."
-        )
-    array = array.astype(np.int64)
-    if array.size and (array.min() < 0 or array.max() >= num_classes):
-        raise DataError(
-            f"{name} must hold class indices in [0, {num_classes - 1}] for {num_classes} classes. "
-            f"Received: values from {array.min()} to {array.max()}."
-        )
-    return array
-
-
-def _check_probabilities(probs: Any, num_classes: int) -> np.ndarray:
+def check_probabilities(probs: Any, num_classes: int) -> np.ndarray:
+    """``probs`` as float64 ``(N, num_classes)`` rows of probabilities, or a DataError (logits are refused)."""
     array = np.asarray(probs)
     if array.ndim != 2 or array.shape[1] != num_classes:
         raise DataError(
@@ -130,10 +100,10 @@ def evaluate_probabilities(
         >>> evaluate_probabilities(np.array([0, 1]), np.array([[0.9, 0.1], [0.6, 0.4]]), ["a", "b"]).accuracy
         0.5
     """
-    names = _check_class_names(class_names)
+    names = check_class_names(class_names)
     k = len(names)
-    p = _check_probabilities(probs, k)
-    y = _check_labels("y_true", y_true, k)
+    p = check_probabilities(probs, k)
+    y = check_labels(y_true, name="y_true", num_classes=k, integral_floats=True)
     if y.shape[0] != p.shape[0]:
         raise DataError(
             "y_true and probs must have one row per sample. "
@@ -232,10 +202,10 @@ def prediction_titles(
         >>> prediction_titles(np.array([3]), np.array([7]), [str(d) for d in range(10)], [0])
         (['Prediction: 7 – Actual: 3'], ['red'])
     """
-    names = _check_class_names(class_names)
+    names = check_class_names(class_names)
     t, p = _check_pair(y_true, y_pred)
-    t = _check_labels("y_true", t, len(names))
-    p = _check_labels("y_pred", p, len(names))
+    t = check_labels(t, name="y_true", num_classes=len(names), integral_floats=True)
+    p = check_labels(p, name="y_pred", num_classes=len(names), integral_floats=True)
     indices = np.asarray(idx, dtype=np.int64).reshape(-1)
     if indices.size and (indices.min() < 0 or indices.max() >= t.shape[0]):
         raise DataError(
@@ -245,70 +215,3 @@ def prediction_titles(
     titles = [f"Prediction: {names[p[i]]} \u2013 Actual: {names[t[i]]}" for i in indices]
     colors = ["black" if p[i] == t[i] else "red" for i in indices]
     return titles, colors
-
-
-def _csv_text(rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
-
-
-def write_evaluation(
-    evaluation: Evaluation,
-    images: np.ndarray,
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    out_dir: str | os.PathLike[str],
-) -> dict[str, Path]:
-    """Write the confusion matrix (CSV + PNG), per-class CSV and a prediction grid.
-
-    Returns the written paths under the keys ``confusion_matrix_csv``,
-    ``confusion_matrix_png``, ``per_class_csv`` and ``predictions_png``.
-
-    Example:
-        >>> ev = evaluate_probabilities(y, probs, names)  # doctest: +SKIP
-        >>> write_evaluation(ev, x_test, y, probs, names, "run/eval")  # doctest: +SKIP
-    """
-    names = _check_class_names(class_names)
-    p = _check_probabilities(probs, len(names))
-    y = _check_labels("y_true", y_true, len(names))
-    shape = tuple(images.shape) if hasattr(images, "shape") else np.shape(images)  # lazy images stay on disk
-    n_images = shape[0] if shape else 0
-    if not (y.shape[0] == p.shape[0] == n_images):
-        raise DataError(
-            "images, y_true and probs must have one entry per sample. "
-            f"Received: images.shape={shape}, y_true.shape={y.shape}, "
-            f"probs.shape={p.shape}."
-        )
-    cm = np.asarray(evaluation.confusion)
-    if cm.shape != (len(names), len(names)):
-        raise DataError(
-            f"evaluation.confusion must be ({len(names)}, {len(names)}) for {len(names)} "
-            f"class_names. Received: shape {cm.shape}.",
-            hint="Pass the same class_names that evaluate_probabilities was given.",
-        )
-
-    out = Path(out_dir)
-    paths = {
-        "confusion_matrix_csv": out / CONFUSION_MATRIX_CSV,
-        "confusion_matrix_png": out / CONFUSION_MATRIX_PNG,
-        "per_class_csv": out / PER_CLASS_CSV,
-        "predictions_png": out / PREDICTIONS_PNG,
-    }
-    header = ["true\\predicted", *names]
-    write_text(
-        paths["confusion_matrix_csv"],
-        _csv_text([header, *([names[i], *map(int, row)] for i, row in enumerate(cm))]),
-    )
-    plot_confusion_matrix(cm, names, paths["confusion_matrix_png"])
-    fields = ["class", "precision", "recall", "f1", "support"]
-    write_text(
-        paths["per_class_csv"],
-        _csv_text([fields, *([row[f] for f in fields] for row in evaluation.per_class)]),
-    )
-    y_pred = p.argmax(axis=1)
-    idx = pick_prediction_examples(y, y_pred)
-    titles, colors = prediction_titles(y, y_pred, names, idx)
-    plot_image_grid(take_rows(images, idx), titles, paths["predictions_png"], title_colors=colors)
-    return paths

@@ -13,7 +13,6 @@ batch norm on its moving statistics, so every export answers as Keras' ``predict
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import warnings
@@ -24,7 +23,7 @@ import numpy as np
 
 from cnnkit._backend import keras
 from cnnkit.artifact import H5_METADATA_ATTR, ModelMetadata, check_safe_config, load_model
-from cnnkit.errors import ArtifactError, ConfigError
+from cnnkit.errors import ArtifactError, ConfigError, require
 from cnnkit.fileio import atomic_path, write_text
 from cnnkit.models import inference_model
 
@@ -60,10 +59,7 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
         raise ConfigError(f"Export to {fmt} runs on the TensorFlow backend. Received: KERAS_BACKEND="
                           f"{keras.backend.backend()}.", "Run the export with KERAS_BACKEND=tensorflow.")
     if fmt == "onnx":
-        missing = [name for name in ("onnx", "tf2onnx") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ConfigError(f"ONNX export needs tf2onnx and onnx. Missing: {', '.join(missing)}.",
-                              "Install them with: pip install 'cnnkit[export]'")
+        require("export", "onnx", "tf2onnx", purpose="ONNX export")
     # SavedModel and ONNX trace the model with `training` unset: Keras' augmentation layers then
     # default to training=True and switch every later layer (dropout, batch norm) to training too.
     # The twin has no augmentation and calls each layer with training=False.
@@ -141,6 +137,7 @@ def import_json_h5(json_path: str | Path, weights_path: str | Path | None = None
     try:
         model = keras.models.model_from_json(json_path.read_text(encoding="utf-8"))
         model.load_weights(weights_path)
-    except Exception as exc:  # mismatched architecture and weights raise ValueError and others
-        raise ArtifactError(f"The weights in {weights_path} do not fit the architecture in {json_path}: {exc}") from exc
+    except (ValueError, KeyError, OSError) as exc:  # what mismatched or damaged files raise; the rest is a bug
+        raise ArtifactError(f"The weights in {weights_path} do not fit the architecture in {json_path}: {exc}",
+                            "Export the pair again from one run (cnnkit export RUN --format json-h5).") from exc
     return model, metadata

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,6 +21,9 @@ from matplotlib.ticker import MaxNLocator
 
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.fileio import atomic_path
+
+if TYPE_CHECKING:
+    from cnnkit.diagnostics import Calibration
 
 DPI = 100
 # Beyond this many classes the cell numbers would be unreadably small; the
@@ -243,4 +247,27 @@ def plot_image_grid(
         ax.set_yticks([])
     if suptitle:
         fig.suptitle(suptitle)
+    return save_figure(fig, path)
+
+
+def plot_reliability(cal: Calibration, path: str | os.PathLike[str]) -> Path:
+    """Reliability diagram (accuracy per confidence bin against the diagonal) over a count histogram."""
+    fig = Figure(figsize=(5.5, 6.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width = np.diff(cal.edges)
+    filled = cal.count > 0
+    top.bar(cal.edges[:-1][filled], cal.accuracy[filled], width=width[filled], align="edge",
+            edgecolor="black", color="#4c72b0", label="accuracy")
+    top.bar(cal.edges[:-1][filled], (cal.confidence - cal.accuracy)[filled], bottom=cal.accuracy[filled],
+            width=width[filled], align="edge", color="#dd8452", alpha=0.5, label="gap to confidence")
+    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.set_title(f"Reliability diagram (ECE {cal.ece:.2%}, {len(cal.count)} bins)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(cal.edges[:-1], cal.count, width=width, align="edge", color="grey", edgecolor="black")
+    bottom.set_yscale("symlog")
+    bottom.set_xlabel("confidence (largest probability)")
+    bottom.set_ylabel("predictions")
+    bottom.set_xlim(0, 1)
     return save_figure(fig, path)

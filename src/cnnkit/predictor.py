@@ -1,10 +1,9 @@
 """Predictor: one object that turns raw pixels or image files into class probabilities.
 
-Shared by ``cnnkit predict``, evaluation, and (later) the server and batch jobs.
-It checks the input shape against the model's metadata, decodes files with the
-one shared :func:`cnnkit.images.decode_image`, and runs the model in fixed-size
-batches through a compiled predict step (not ``model.predict``'s per-call
-dataset machinery).
+Shared by evaluation, ``cnnkit predict``, batch prediction (local and Ray) and the server. It
+checks the input shape against the model's metadata, decodes files with the one shared
+:func:`cnnkit.images.decode_image`, and calls the model through its one
+:class:`~cnnkit.engines.Engine` (test-time augmentation included), in fixed-size batches.
 """
 
 from __future__ import annotations
@@ -14,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from cnnkit._backend import keras
 import numpy as np
 
+from cnnkit._backend import keras
 from cnnkit.artifact import ModelMetadata, load_model
 from cnnkit.datasets.lazy import LazyImages
+from cnnkit.engines import Engine, build_engine
 from cnnkit.errors import DataError
 from cnnkit.images import ImageInfo, ImageSource, decode_with_info
-from cnnkit.tta import averaged
 
 
 # An image whose longer side is this many times larger or smaller than the training images' is far from
@@ -48,7 +47,8 @@ class Predictor:
         '7'
     """
 
-    def __init__(self, model: keras.Model, metadata: ModelMetadata, batch_size: int = 256, tta: bool = True) -> None:
+    def __init__(self, model: keras.Model, metadata: ModelMetadata, batch_size: int = 256, tta: bool = True,
+                 engine: Engine | None = None) -> None:
         self.model = model
         self.metadata = metadata
         self.batch_size = batch_size
@@ -56,6 +56,8 @@ class Predictor:
         self.tta = dict(metadata.tta) if tta else {}
         self.input_shape = tuple(metadata.input_shape)
         self.class_names = list(metadata.class_names)
+        # The one way this predictor calls the model; another engine may be given (cnnkit.engines).
+        self.engine = engine or build_engine(model, tta=self.tta)
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256, tta: bool = True) -> "Predictor":
@@ -93,8 +95,7 @@ class Predictor:
         else:
             array = self.check_pixels(images)
             batches = (array[s:s + self.batch_size] for s in range(0, len(array), self.batch_size))
-        call = averaged(lambda batch: np.asarray(self.model.predict_on_batch(batch)), self.tta)
-        out = [call(batch) for batch in batches]
+        out = [self.engine(batch) for batch in batches]
         if not out:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)

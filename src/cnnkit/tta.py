@@ -1,8 +1,8 @@
 """Test-time augmentation: average the class probabilities of a few shifted copies of each image.
 
 A recipe asks for it with ``tta={"shift": 1}``; the model's metadata carries it, and
-:class:`cnnkit.predictor.Predictor` and the server apply it, so evaluation,
-``cnnkit predict`` and ``cnnkit serve`` give the same numbers. ``shift: k`` makes five
+:class:`cnnkit.engines.Averaged` applies it around whichever engine runs the model, so
+evaluation, ``cnnkit predict`` and ``cnnkit serve`` give the same numbers. ``shift: k`` makes five
 views of every image: itself and copies moved ``k`` pixels up, down, left and right,
 the uncovered border filled with the nearest edge pixel. Inference costs five model
 calls' worth of arithmetic (one call on a five-times-larger batch).
@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,19 +57,3 @@ def views(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     if not k:
         return images
     return np.concatenate([images] + [_shifted(images, dy, dx) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))])
-
-
-def averaged(call: Callable[[np.ndarray], np.ndarray], spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap a ``uint8 (N, H, W, C) -> float32 (N, K)`` model call so it averages over the spec's views."""
-    n_views = num_views(spec)
-    if n_views == 1:
-        return call
-
-    def call_with_tta(images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        if n == 0:
-            return call(images)
-        probs = np.asarray(call(views(images, spec)), dtype=np.float32)
-        return probs.reshape(n_views, n, -1).mean(axis=0)
-
-    return call_with_tta

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cnnkit.datasets.arrays import load_npz
-from cnnkit.datasets.base import Dataset
+from cnnkit.datasets.base import Dataset, Split
 from cnnkit.datasets.mnist import load_mnist
 from cnnkit.datasets.photos import load_folder
 from cnnkit.datasets.splits import stratified_sample, stratified_split
@@ -29,6 +29,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {"mnist": load_mnist}
 __all__ = [
     "BUILTIN",
     "Dataset",
+    "Split",
     "load",
     "load_folder",
     "load_mnist",
@@ -50,7 +51,7 @@ def load(
     Args:
         name_or_path: a key of :data:`BUILTIN` (``"mnist"``), a path ending in ``.npz``, a folder of
             images, or a ``.csv`` manifest (``path,label``).
-        source: for built-ins, the user's own copy to use instead of downloading (CLI ``--from``).
+        source: for built-ins, the user's own copy to use instead of downloading.
         home: cnnkit's cache root (default ``$CNNKIT_HOME`` or ``~/.cache/cnnkit``).
         folder_options: for folders, the options of :func:`load_folder` (image_size, color_mode,
             resize, label_regex, val_fraction, test_fraction, seed, train_per_class); ignored otherwise.
@@ -64,8 +65,8 @@ def load(
         return _LOADERS[text](source=source, home=home)
     if source is not None:
         raise ConfigError(
-            f"A source (--from) applies to built-in datasets only. Received: source={source!r} for {text}.",
-            hint="Drop --from, or pass the file you meant as the dataset.",
+            f"A source applies to built-in datasets only. Received: source={source!r} for {text}.",
+            hint="Drop source, or pass the file you meant as the dataset.", params="source",
         )
     if text.endswith(".npz"):
         return load_npz(text)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.datasets.base import COLOR_MODES, Dataset
+from cnnkit.datasets.base import Dataset
 from cnnkit.errors import DataError
+from cnnkit.images import COLOR_MODES
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NPZ_HINT = "Write it with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=..., class_names=...)."

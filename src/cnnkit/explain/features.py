@@ -11,10 +11,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnkit._backend import keras
 import numpy as np
-from keras import ops
 
+from cnnkit._backend import keras
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.explain.gradcam import check_pixels, layer_index, overlay, run_layers
 from cnnkit.plots import plot_image_grid
@@ -35,7 +34,7 @@ def first_layer_filters(model: keras.Model) -> np.ndarray:
     """
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            kernel = ops.convert_to_numpy(layer.kernel).astype(np.float32)
+            kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float32)
             break
     else:
         raise ConfigError(
@@ -66,8 +65,8 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str | None = None
     if len(pixels) != 1:
         raise DataError(f"Expected one image. Received: shape={array.shape}.", "Pass images[i], not a batch.")
     stop = layer_index(model, layer) + 1
-    maps = run_layers(model.layers[:stop], ops.convert_to_tensor(pixels.astype(np.float32)))
-    return ops.convert_to_numpy(maps)[0].astype(np.float32)
+    maps = run_layers(model.layers[:stop], keras.ops.convert_to_tensor(pixels.astype(np.float32)))
+    return keras.ops.convert_to_numpy(maps)[0].astype(np.float32)
 
 
 def plot_filters(model: keras.Model, path: str | os.PathLike[str], *, ncols: int = 8) -> Path:

@@ -17,14 +17,16 @@ Only the gradient is backend-specific (:func:`_gradient`); everything else is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from cnnkit._backend import keras
 import numpy as np
-from keras import ops
 
+from cnnkit import _backend
+from cnnkit._backend import keras
 from cnnkit.errors import ConfigError, DataError
+
+ops = keras.ops
 
 # Classic Grad-CAM look: blue = no evidence, red = most evidence.
 COLORMAP = "jet"
@@ -112,33 +114,6 @@ def run_layers(layers: Sequence[keras.layers.Layer], x: Any) -> Any:
     return x
 
 
-def _gradient(fn: Callable[[Any], Any], x: Any) -> Any:
-    """Gradient of the scalar ``fn(x)`` with respect to ``x``: the one backend-specific step."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            score = fn(x)
-        return tape.gradient(score, x)
-    if backend == "jax":
-        import jax
-
-        return jax.grad(fn)(x)
-    if backend == "torch":
-        import torch
-
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(fn(x), x)
-        return grad
-    raise ConfigError(
-        f"Grad-CAM needs gradients. Expected backend tensorflow, jax or torch. Received: backend={backend!r}.",
-        "Set KERAS_BACKEND to one of them.",
-    )
-
-
 def _logits(layers: Sequence[keras.layers.Layer], features: Any) -> Any:
     """Pre-softmax class scores from a feature map: the rest of the body, then the head's affine part."""
     *body, head = layers
@@ -181,7 +156,7 @@ def grad_cam(
 
     # Images do not interact in inference mode, so one gradient of the summed scores gives
     # every image's own gradient.
-    grads = _gradient(lambda f: ops.sum(_logits(layers[split:], f) * mask), features)
+    grads = _backend.gradient(lambda f: ops.sum(_logits(layers[split:], f) * mask), features)
     weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel and image
     cam = ops.relu(ops.sum(weights * features, axis=-1, keepdims=True))
     (top, bottom), (left, right) = _cropped_margins(layers[:split])

@@ -21,36 +21,34 @@ from cnnkit import artifact
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.lazy import take_rows
 from cnnkit.dataview import classes_in_turn
-from cnnkit.diagnostics import Calibration, calibration, plot_reliability, top_losses
+from cnnkit.diagnostics import Calibration, calibration, top_losses
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import write_text
-from cnnkit.plots import plot_image_grid
+from cnnkit.plots import plot_image_grid, plot_reliability
 from cnnkit.predictor import Predictor
 from cnnkit.report import html as h
+from cnnkit.report.files import write_evaluation
 from cnnkit.report.html import Section
-from cnnkit.training import read_config
+from cnnkit.training.config import load_data
 
-REPORT = "report.html"
-SAMPLES_PNG = "samples.png"
-TOP_LOSSES_PNG = "top_losses.png"
-GRADCAM_PNG = "gradcam.png"
-RELIABILITY_PNG = "reliability.png"
+__all__ = ["build_report", "write_evaluation"]
+
 SAMPLE_COUNT = 10
 TOP_LOSS_COUNT = 15
 GRADCAM_CLASSES = 10  # one correctly classified test image per class, at most this many classes
 
 
 def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dataset: Dataset | None = None,
-                 probs: np.ndarray | None = None) -> Path:
+                 probs: np.ndarray | None = None, cal: Calibration | None = None) -> Path:
     """Write ``report.html`` (and its figures) into a finished run folder; return its path.
 
-    ``predictor``, ``dataset`` and ``probs`` (test-set probabilities) are loaded or computed
-    when not given, so a report can be rebuilt from the run folder alone.
+    ``predictor``, ``dataset``, ``probs`` (test-set probabilities) and ``cal`` (their calibration)
+    are loaded or computed when not given, so a report can be rebuilt from the run folder alone.
     """
     run_dir = Path(run_dir)
     if artifact.resolve_model_path(run_dir) != run_dir / artifact.MODEL:  # raises for an unfinished run
         raise ArtifactError(f"Expected a run folder (a report needs its metrics and history). Received: {run_dir}.",
-                            "Pass the --out folder of a finished `cnnkit train`.")
+                            "Pass the run folder a finished training run wrote (cnnkit train --out).")
     config = artifact.read_json(run_dir / artifact.CONFIG)
     metrics = artifact.read_json(run_dir / artifact.METRICS)
     history_path = run_dir / artifact.HISTORY_JSON
@@ -58,12 +56,11 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
     if predictor is None:
         predictor = Predictor.from_artifact(run_dir)
     if dataset is None:
-        from cnnkit.run import load_data  # run imports this module: import it late
-
-        dataset = load_data(read_config(run_dir))
+        dataset = load_data(artifact.read_config(run_dir))
     if probs is None:
         probs = predictor.predict_proba(dataset.x_test)
-    cal = calibration(np.asarray(dataset.y_test), probs)
+    if cal is None:
+        cal = calibration(np.asarray(dataset.y_test), probs)
     sections = [
         _summary(metrics, predictor, cal, len(probs)),
         _data(run_dir, dataset, metrics),
@@ -79,7 +76,7 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
     title = f"cnnkit run {run_dir.name}"
     subtitle = (f"recipe {name} on {dataset.name}; report written "
                 f"{datetime.datetime.now().isoformat(timespec='seconds')}")
-    path = run_dir / REPORT
+    path = run_dir / artifact.REPORT
     write_text(path, h.page(title, subtitle, sections))
     return path
 
@@ -121,8 +118,8 @@ def _data(run_dir: Path, dataset: Dataset, metrics: dict) -> Section:
     # One image per class in turn, so every class shows up in the grid.
     order = np.sort(classes_in_turn(y, dataset.num_classes)[:SAMPLE_COUNT])
     titles = [f"Label: {dataset.class_names[label]}" for label in y[order]]
-    plot_image_grid(take_rows(dataset.x_train, order), titles, run_dir / SAMPLES_PNG)
-    body += h.image(run_dir / SAMPLES_PNG, "sample training images", "Training images as the model receives them.")
+    plot_image_grid(take_rows(dataset.x_train, order), titles, run_dir / artifact.SAMPLES_PNG)
+    body += h.image(run_dir / artifact.SAMPLES_PNG, "sample training images", "Training images as the model receives them.")
     return Section("data", "Data", body)
 
 
@@ -152,11 +149,9 @@ def _training(run_dir: Path, history: dict, metrics: dict) -> Section:
 
 
 def _evaluation(run_dir: Path, metrics: dict) -> Section:
-    from cnnkit.evaluation import CONFUSION_MATRIX_PNG, PREDICTIONS_PNG
-
     body = ""
-    if (run_dir / CONFUSION_MATRIX_PNG).is_file():
-        body += h.image(run_dir / CONFUSION_MATRIX_PNG, "confusion matrix", "Rows: true class; columns: predicted.")
+    if (run_dir / artifact.CONFUSION_MATRIX_PNG).is_file():
+        body += h.image(run_dir / artifact.CONFUSION_MATRIX_PNG, "confusion matrix", "Rows: true class; columns: predicted.")
     per_class = metrics.get("per_class", [])
     body += h.table(("class", "precision", "recall", "F1", "support"),
                     [(r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"])
@@ -165,8 +160,8 @@ def _evaluation(run_dir: Path, metrics: dict) -> Section:
     body += "<h3>Most confused pairs</h3>" + (
         h.table(("true", "predicted as", "count"), [(p["true"], p["predicted"], p["count"]) for p in pairs])
         if pairs else "<p>None: no test image was misclassified.</p>")
-    if (run_dir / PREDICTIONS_PNG).is_file():
-        body += h.image(run_dir / PREDICTIONS_PNG, "predictions", "Test images with predicted labels; mistakes in red.")
+    if (run_dir / artifact.PREDICTIONS_PNG).is_file():
+        body += h.image(run_dir / artifact.PREDICTIONS_PNG, "predictions", "Test images with predicted labels; mistakes in red.")
     return Section("evaluation", "Evaluation on the test set", body)
 
 
@@ -177,9 +172,9 @@ def _top_losses(run_dir: Path, dataset: Dataset, probs: np.ndarray) -> Section:
     pred = probs.argmax(axis=1)
     titles = [f"{names[y[i]]}→{names[pred[i]]} {probs[i, pred[i]]:.2f}\nloss {loss:.2f}" for i, loss in zip(order, losses)]
     colors = ["red" if pred[i] != y[i] else "black" for i in order]
-    plot_image_grid(take_rows(dataset.x_test, order), titles, run_dir / TOP_LOSSES_PNG, title_colors=colors)
+    plot_image_grid(take_rows(dataset.x_test, order), titles, run_dir / artifact.TOP_LOSSES_PNG, title_colors=colors)
     caption = "Test images the model got most wrong: true→predicted, its probability, and the loss."
-    return Section("top-losses", "Top losses", h.image(run_dir / TOP_LOSSES_PNG, "top losses", caption))
+    return Section("top-losses", "Top losses", h.image(run_dir / artifact.TOP_LOSSES_PNG, "top losses", caption))
 
 
 def _gradcam(run_dir: Path, predictor: Predictor, dataset: Dataset, probs: np.ndarray) -> Section:
@@ -194,18 +189,18 @@ def _gradcam(run_dir: Path, predictor: Predictor, dataset: Dataset, probs: np.nd
     images = np.asarray(take_rows(dataset.x_test, np.array(picks)))
     heatmaps = grad_cam(predictor.model, images, class_index=[int(pred[i]) for i in picks])
     titles = [f"{dataset.class_names[pred[i]]} {probs[i, pred[i]]:.2f}" for i in picks]
-    plot_image_grid(overlay(images, heatmaps), titles, run_dir / GRADCAM_PNG)
+    plot_image_grid(overlay(images, heatmaps), titles, run_dir / artifact.GRADCAM_PNG)
     caption = ("Where the last convolutional feature maps drive each image's predicted class (Grad-CAM, "
                "Selvaraju et al. 2017): warm colours mark the pixels that raised its score.")
-    return Section("gradcam", "Grad-CAM: what the network looks at", h.image(run_dir / GRADCAM_PNG, "Grad-CAM", caption))
+    return Section("gradcam", "Grad-CAM: what the network looks at", h.image(run_dir / artifact.GRADCAM_PNG, "Grad-CAM", caption))
 
 
 def _calibration(run_dir: Path, cal: Calibration) -> Section:
-    plot_reliability(cal, run_dir / RELIABILITY_PNG)
+    plot_reliability(cal, run_dir / artifact.RELIABILITY_PNG)
     body = (f"<p>Expected calibration error <b>{cal.ece:.2%}</b>, largest bin gap {cal.mce:.2%} "
             f"({len(cal.count)} equal-width confidence bins). A well-calibrated model that says 90 % is right "
             "90 % of the time; bars below the diagonal mean over-confidence.</p>")
-    return Section("calibration", "Calibration", body + h.image(run_dir / RELIABILITY_PNG, "reliability diagram"))
+    return Section("calibration", "Calibration", body + h.image(run_dir / artifact.RELIABILITY_PNG, "reliability diagram"))
 
 
 def _environment(config: dict) -> Section:

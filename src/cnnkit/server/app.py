@@ -1,6 +1,6 @@
 """The HTTP service: routes over one Predictor, built by :func:`create_app`.
 
-Endpoints:
+Endpoints (:data:`ROUTES`; the 404 answer lists the app's routes from the app itself):
   * ``POST /v1/predict``: images (multipart field ``file``, repeatable, or a raw
     ``image/*`` body) → labels and top-k probabilities.
   * ``POST /v2/models/{name}[/versions/{version}]/infer``: KServe V2 JSON, one
@@ -33,11 +33,22 @@ from cnnkit.predictor import Predictor
 from cnnkit.server import payloads
 from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError
 from cnnkit.server.errors import EXCEPTION_HANDLERS, ApiError, error_response
-from cnnkit.server.inference import InferFn, compile_infer
+from cnnkit.engines import Engine
 from cnnkit.server.metrics import MetricsMiddleware, ServerMetrics
 from cnnkit.server.settings import ServerSettings
 
 V2_OUTPUT = "probabilities"
+# Every API endpoint: method, path, and the Service method that answers it. The tests run the
+# same checks over each (tests/helpers.py check_route).
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/v1/predict", "predict"),
+    ("POST", "/v2/models/{name}/infer", "infer_v2"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer", "infer_v2"),
+    ("GET", "/v1/models", "models"),
+    ("GET", "/livez", "livez"),
+    ("GET", "/readyz", "readyz"),
+    ("GET", "/metrics", "metrics_text"),
+)
 STATIC = Path(__file__).parent / "static"
 T = TypeVar("T")
 
@@ -45,18 +56,18 @@ T = TypeVar("T")
 class Service:
     """One model behind HTTP: settings, metrics, the batcher and the decoding threads."""
 
-    def __init__(self, predictor: Predictor, settings: ServerSettings, infer: InferFn | None = None) -> None:
+    def __init__(self, predictor: Predictor, settings: ServerSettings, engine: Engine | None = None) -> None:
         self.predictor = predictor
         self.settings = settings
         self.metrics = ServerMetrics(settings.max_batch_size)
-        self.batcher = MicroBatcher(infer or compile_infer(predictor), max_batch_size=settings.max_batch_size,
+        self.batcher = MicroBatcher(engine or predictor.engine, max_batch_size=settings.max_batch_size,
                                     max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
                                     metrics=self.metrics)
         self.decode_pool: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         self.decode_pool = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="cnnkit-decode")
-        await self.batcher.start(warmup_shape=self.predictor.input_shape)
+        await self.batcher.start()
 
     async def stop(self) -> None:
         await self.batcher.close()  # answers every queued request before the process exits
@@ -173,29 +184,23 @@ class Service:
 
 
 def create_app(predictor: Predictor, settings: ServerSettings | None = None, *,
-               infer: InferFn | None = None) -> Starlette:
+               engine: Engine | None = None) -> Starlette:
     """The Starlette app serving ``predictor``.
 
     Args:
         predictor: the model and its metadata (``cnnkit.load(run_folder)``).
         settings: batching and limits; defaults to :class:`ServerSettings`.
-        infer: replaces the compiled model call (tests use a slow or counting fake).
+        engine: replaces the predictor's engine (tests use a slow or counting one).
 
     Example:
         >>> app = create_app(cnnkit.load("runs/demo"))  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
-    service = Service(predictor, settings or ServerSettings(), infer)
+    service = Service(predictor, settings or ServerSettings(), engine)
     routes = [
         Route("/", lambda request: FileResponse(STATIC / "index.html"), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-        Route("/v1/predict", service.predict, methods=["POST"]),
-        Route("/v2/models/{name}/infer", service.infer_v2, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", service.infer_v2, methods=["POST"]),
-        Route("/v1/models", service.models, methods=["GET"]),
-        Route("/livez", service.livez, methods=["GET"]),
-        Route("/readyz", service.readyz, methods=["GET"]),
-        Route("/metrics", service.metrics_text, methods=["GET"]),
+        *(Route(path, getattr(service, handler), methods=[method]) for method, path, handler in ROUTES),
     ]
     app = Starlette(routes=routes, lifespan=service.lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=[Middleware(MetricsMiddleware, metrics=service.metrics)])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnkit.server.inference import InferFn
+from cnnkit.engines import Engine
 from cnnkit.server.metrics import ServerMetrics
 
 logger = logging.getLogger("cnnkit.server")
@@ -59,14 +59,14 @@ class MicroBatcher:
     """Collects images from concurrent requests into batches for one inference thread.
 
     Example:
-        >>> batcher = MicroBatcher(infer, max_batch_size=32, max_wait_ms=2, queue_size=256)  # doctest: +SKIP
-        >>> await batcher.start(warmup_shape=(28, 28, 1))  # doctest: +SKIP
+        >>> batcher = MicroBatcher(engine, max_batch_size=32, max_wait_ms=2, queue_size=256)  # doctest: +SKIP
+        >>> await batcher.start()  # doctest: +SKIP
         >>> probs = await batcher.submit(pixels)  # (N, K) for this request's N images  # doctest: +SKIP
     """
 
-    def __init__(self, infer: InferFn, *, max_batch_size: int, max_wait_ms: float, queue_size: int,
+    def __init__(self, engine: Engine, *, max_batch_size: int, max_wait_ms: float, queue_size: int,
                  metrics: ServerMetrics | None = None) -> None:
-        self.infer = infer
+        self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.metrics = metrics
@@ -78,12 +78,12 @@ class MicroBatcher:
         self._closing = False
         self.ready = False  # True once the model has answered a dummy batch
 
-    async def start(self, warmup_shape: tuple[int, ...]) -> None:
+    async def start(self) -> None:
         """Start the worker; it warms the model up (``ready`` turns True) before taking requests."""
         self._queue = asyncio.Queue(maxsize=self._queue_size)
         self._closing, self._carry = False, None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnkit-infer")
-        self._worker = asyncio.create_task(self._run(warmup_shape), name="cnnkit-batcher")
+        self._worker = asyncio.create_task(self._run(), name="cnnkit-batcher")
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
         """Queue ``(N, H, W, C)`` uint8 images; return their ``(N, K)`` probabilities."""
@@ -109,11 +109,10 @@ class MicroBatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    async def _run(self, warmup_shape: tuple[int, ...]) -> None:
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for size in warmup_sizes(self.max_batch_size):
-                await loop.run_in_executor(self._pool, self.infer, np.zeros((size, *warmup_shape), np.uint8))
+            await loop.run_in_executor(self._pool, self.engine.warmup, warmup_sizes(self.max_batch_size))
             self.ready = not self._closing
             if self.metrics:
                 self.metrics.ready.set(1 if self.ready else 0)
@@ -182,7 +181,7 @@ class MicroBatcher:
             chunk = pixels[start:start + self.max_batch_size]
             if self.metrics:
                 self.metrics.batch_size.observe(len(chunk))
-            outputs.append(np.asarray(self.infer(chunk), dtype=np.float32))
+            outputs.append(np.asarray(self.engine(chunk), dtype=np.float32))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _set_depth(self) -> None:

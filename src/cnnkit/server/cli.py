@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnkit.errors import ConfigError
+from cnnkit.errors import ConfigError, require
 from cnnkit.server.settings import ServerSettings, safe_model_name
 
 if TYPE_CHECKING:
@@ -69,11 +69,9 @@ def build_server(app: "Starlette", settings: ServerSettings, log_level: str = "i
 def serve(args: argparse.Namespace) -> int:
     """Load the model, then serve it until SIGTERM/SIGINT; return the exit status."""
     settings = settings_from_args(args)
-    try:
-        from cnnkit.server.app import create_app
-    except ImportError as exc:
-        raise ConfigError(f"cnnkit serve needs the serving packages. Received: {exc}.",
-                          "Install them with: pip install 'cnnkit[serve]'") from None
+    require("serve", "starlette", "uvicorn", "multipart", purpose="Serving (cnnkit serve)")
+    from cnnkit.server.app import create_app
+
     import cnnkit
 
     _check_port_free(settings)  # before the (slow) model load

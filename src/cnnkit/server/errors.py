@@ -54,9 +54,10 @@ async def data_error_handler(request: Request, exc: Exception) -> JSONResponse:
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's 404 / 405: same JSON shape, with the routes that do exist."""
     assert isinstance(exc, HTTPException)
+    endpoints = ", ".join(f"{'/'.join(sorted(route.methods - {'HEAD'}))} {route.path}"
+                          for route in request.app.routes if getattr(route, "methods", None) and route.path != "/")
     hints = {404: f"No such endpoint. Received: {request.method} {request.url.path}. "
-                  "Endpoints: POST /v1/predict, POST /v2/models/{name}/infer, GET /v1/models, "
-                  "GET /livez, GET /readyz, GET /metrics, and the page at GET /.",
+                  f"Endpoints: {endpoints}, and the page at GET /.",
              405: f"Method not allowed. Received: {request.method} {request.url.path}. "
                   f"Allowed: {(exc.headers or {}).get('Allow', 'see GET /v1/models')}."}
     return error_response(exc.status_code, hints.get(exc.status_code, str(exc.detail)), exc.headers)

@@ -50,16 +50,17 @@ class ServerSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"Server setting {name} must be positive. Received: {name}={value!r}.",
-                                  f"Pass --{name.replace('_', '-')} with a value > 0.")
+                                  f"Set {name} to a value > 0.", params=name)
         if self.port > 65535:
-            raise ConfigError(f"Port must be 1-65535. Received: port={self.port}.", "Pass e.g. --port 8000.")
+            raise ConfigError(f"Port must be 1-65535. Received: port={self.port}.", "Set port to e.g. 8000.",
+                              params="port")
         if self.max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0. Received: max_wait_ms={self.max_wait_ms!r}.",
-                              "Pass --max-wait-ms 0 to run each request as soon as it arrives.")
+                              "Set max_wait_ms to 0 to run each request as soon as it arrives.", params="max_wait_ms")
         if not _NAME.match(self.model_name):
             raise ConfigError(
                 f"Model name must be letters, digits, '.', '_' or '-' (it appears in URLs). "
-                f"Received: model_name={self.model_name!r}.", "Pass e.g. --model-name mnist-fast.")
+                f"Received: model_name={self.model_name!r}.", "Set model_name to e.g. mnist-fast.", params="model_name")
 
     @property
     def max_body_bytes(self) -> int:

@@ -10,14 +10,14 @@ Each trial is the preset with five values changed (presets are data, so a trial 
 * ``learning_rate``: log-uniform from a tenth to ten times the preset's;
 * ``batch_size``: 32 … 256.
 
-A trial trains with cnnkit's own :func:`cnnkit.training.fit` on the training split and scores the
+A trial trains with cnnkit's own :func:`cnnkit.training.fit.fit` on the training split and scores the
 last epoch's **validation** accuracy; the test set is not used during the search. After every epoch
 the validation accuracy goes to Optuna, whose median pruner can stop a poor trial early.
 
 Several ``cnnkit tune`` processes (on one machine or many) that name the same ``--study`` and
 ``--storage`` share one study: each takes the next trial until the study holds ``--trials`` of them.
 The worker that ends when no trial is still running re-trains the best trial's values with
-:func:`cnnkit.run.train` into ``--out``: a run folder like any other (the model, test metrics
+:func:`cnnkit.training.run.train` into ``--out``: a run folder like any other (the model, test metrics
 measured once, report; ``config.json``'s ``preset`` section holds the tuned values), plus ``tune.json``.
 """
 
@@ -37,18 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnkit import artifact
 from cnnkit._backend import keras
-
-from cnnkit.config import TrainConfig
-from cnnkit.errors import ConfigError
+from cnnkit.errors import ConfigError, require
 from cnnkit.fileio import write_json
 from cnnkit.models import build_model
 from cnnkit.presets import PRESETS, Preset, get_preset, register
-from cnnkit.run import RunResult, load_data, train
-from cnnkit.training import fit
+from cnnkit.training.config import TrainConfig, load_data
+from cnnkit.training.fit import fit
+from cnnkit.training.run import RunResult, train
 
-OPTUNA_EXTRA = "pip install 'cnnkit[tune]'"
-TUNE_JSON = "tune.json"
 FILTER_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 KERNEL_SIZES = (3, 5)
 BATCH_SIZES = (32, 64, 128, 256)
@@ -80,11 +78,9 @@ class TuneResult:
 
 def import_optuna() -> Any:
     """The ``optuna`` module, or a ConfigError naming the extra to install."""
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("cnnkit tune needs Optuna, which is not installed. Received: command='tune'.",
-                          f"Install it with: {OPTUNA_EXTRA}") from None
+    require("tune", "optuna", purpose="Hyperparameter search (cnnkit tune)")
+    import optuna
+
     return optuna
 
 
@@ -167,10 +163,10 @@ def open_storage(url: str) -> Any:
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise ConfigError("Expected a database URL for --storage, such as sqlite:///tune.db. "
+        raise ConfigError("Expected a database URL as storage, such as sqlite:///tune.db. "
                           f"Received: storage={url!r}.",
-                          "Give every worker the same URL: sqlite:///PATH for one machine, "
-                          "postgresql://… or mysql://… for several.") from None
+                          "Give every worker the same storage URL: sqlite:///PATH for one machine, "
+                          "postgresql://… or mysql://… for several.", params="storage") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
@@ -182,9 +178,9 @@ def open_storage(url: str) -> Any:
                 return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
                                                   grace_period=GRACE_SECONDS)
         except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:  # no driver for this kind of database
-            raise ConfigError(f"Cannot open the --storage database: {str(exc).rstrip('.')}. Received: storage={url!r}.",
+            raise ConfigError(f"Cannot open the storage database: {str(exc).rstrip('.')}. Received: storage={url!r}.",
                               "Use sqlite:///PATH, or install the database's driver "
-                              "(e.g. pip install psycopg2-binary for postgresql://).") from None
+                              "(e.g. pip install psycopg2-binary for postgresql://).", params="storage") from None
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
             # Two workers creating the tables of a new database at once: one wins, the other finds them next time.
             if attempt == 4:
@@ -197,7 +193,7 @@ def open_study(name: str, storage: str, config: TrainConfig) -> Any:
     optuna = import_optuna()
     if not name:
         raise ConfigError("Expected a study name. Received: study=''.",
-                          "Pass --study NAME (the same for every worker).")
+                          "Name the study (the same study for every worker).", params="study")
     study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
                                 load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS))
@@ -208,8 +204,9 @@ def open_study(name: str, storage: str, config: TrainConfig) -> Any:
     elif known != settings:
         differ = ", ".join(f"{k}={settings[k]!r}" for k in SHARED_SETTINGS if known.get(k) != settings[k])
         raise ConfigError(f"Study {name!r} was created for other settings ({known}). Received: {differ}.",
-                          "Start every worker of a study with the same data, --recipe, --epochs, --train-limit, "
-                          "--val-fraction and --seed, or choose another --study.")
+                          "Start every worker of a study with the same data, preset, epochs, train_limit, "
+                          "val_fraction and seed, or choose another study.",
+                          params=("preset", "epochs", "train_limit", "val_fraction", "seed", "study"))
     return study
 
 
@@ -228,13 +225,15 @@ def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str
     """
     optuna = import_optuna()
     if trials < 1:
-        raise ConfigError(f"Expected at least 1 trial. Received: trials={trials}.", "Fix the --trials option.")
+        raise ConfigError(f"Expected at least 1 trial. Received: trials={trials}.", "Set trials to 1 or more.",
+                          params="trials")
     config = config.resolve()
     base = get_preset(config.preset)
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # say so now, not after all the trials
-        raise ConfigError(f"Run folder already exists and is not empty. Received: --out {out}.",
-                          "Pass --overwrite to replace it with this study's best trial, or choose another --out.")
+        raise ConfigError(f"The run folder already exists and is not empty. Received: out={str(out)!r}.",
+                          "Pass overwrite=True to replace it with this study's best trial, or choose another out.",
+                          params=("overwrite", "out"))
     search = open_study(study, storage, config)
     dataset = load_data(config)  # once per worker, shared by its trials
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -265,7 +264,8 @@ def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str
     if not _counted(search, (optuna.trial.TrialState.COMPLETE,)):
         raise ConfigError(f"No trial of study {study!r} completed. Received: {len(search.trials)} trials, "
                           f"states {sorted({t.state.name for t in search.trials})}.",
-                          "Look at the trials' errors above; a larger --train-limit or more --epochs may help.")
+                          "Look at the trials' errors above; a larger train_limit or more epochs may help.",
+                          params=("train_limit", "epochs"))
     result = TuneResult(study, _counted(search, done), search.best_trial.number, search.best_value,
                         dict(search.best_params), None)
     if _counted(search, (optuna.trial.TrialState.RUNNING,)):
@@ -278,14 +278,14 @@ def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str
 
 def write_best_run(search: Any, base: Preset, config: TrainConfig, out: Path, *, storage: str,
                    overwrite: bool = False) -> RunResult | None:
-    """Re-train the study's best values with :func:`cnnkit.run.train` into ``out`` (and write ``tune.json``)."""
+    """Re-train the study's best values with :func:`cnnkit.training.run.train` into ``out`` (and write ``tune.json``)."""
     import sqlalchemy
 
     try:
         out.mkdir(parents=True, exist_ok=overwrite)  # the claim: of two workers ending together, one writes
     except FileExistsError:
         print(f"{out} already exists (another worker's run, or an earlier one); left as it is. "
-              "Pass --overwrite to rebuild it from the study's best trial.")
+              "Run again with overwrite to rebuild it from the study's best trial.")
         return None
     best = search.best_trial
     preset = tuned_preset(base, best.params, f"{base.name}-tuned", config.epochs)
@@ -297,7 +297,7 @@ def write_best_run(search: Any, base: Preset, config: TrainConfig, out: Path, *,
     states: dict[str, int] = {}
     for trial in search.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
-    write_json(out / TUNE_JSON, {
+    write_json(out / artifact.TUNE_JSON, {
         "study": search.study_name,
         "storage": sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True),
         "best_trial": best.number, "best_val_accuracy": best.value, "best_params": best.params,

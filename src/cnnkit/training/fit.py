@@ -2,42 +2,27 @@
 
 The test set is not touched here: model choices (early stopping, schedules)
 see only the validation split carved, stratified and seeded, from the training
-set. :func:`cnnkit.run.train` evaluates on the test set once, at the end.
+set. :func:`cnnkit.training.run.train` evaluates on the test set once, at the end.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnkit import _backend, artifact
 from cnnkit._backend import keras
-import numpy as np
-
-from cnnkit import artifact, distributed
-from cnnkit.callbacks import RunRecorder, TimeBudget
-from cnnkit.config import TrainConfig
-from cnnkit.datasets import Dataset, feed, stratified_split
-from cnnkit.datasets.lazy import LazyImages
-from cnnkit.datasets.stream import BatchStream
-from cnnkit.errors import ArtifactError
+from cnnkit.datasets import Dataset, Split, stratified_split
 from cnnkit.fileio import remove_stale_temporaries
 from cnnkit.models import build_model, make_optimizer, to_float32
-from cnnkit.presets import PRESETS, Preset, get_preset, register
-
-
-@dataclass
-class Split:
-    """Training and validation images (arrays, or LazyImages left on disk) carved from the training set."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+from cnnkit.presets import Preset, get_preset
+from cnnkit.training import distributed
+from cnnkit.training.callbacks import RunRecorder, TimeBudget
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.inputs import fit_inputs
 
 
 def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
@@ -72,20 +57,7 @@ def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps
         loss="sparse_categorical_crossentropy",  # integer labels: no one-hot step to get wrong
         metrics=["accuracy"],
         steps_per_execution=preset.steps_per_execution,
-        # XLA made these small convnets 1.7x slower on the 2-core CPU (benchmarks/RESULTS.md);
-        # JAX always compiles, so "auto" there.
-        jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
-    )
-
-
-def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> artifact.ModelMetadata:
-    """The metadata a model trained on ``dataset`` carries."""
-    # Arrays (MNIST, .npz) come at one size, their input size; a folder's photos are resized to it.
-    native = {} if config.is_folder else {"native_size": list(dataset.input_shape[:2])}
-    return artifact.ModelMetadata(
-        class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
-        color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
-        extra={**native, **({"training": state} if state else {})}, tta=dict(get_preset(config.preset).tta),
+        jit_compile=_backend.jit_compile(),
     )
 
 
@@ -145,41 +117,14 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
                             precision=config.precision or "float32")
         compile_model(model, preset, config, steps)
-    recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
+    recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, state), history)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
     if initial_epoch < config.epochs:
-        if distributed.is_active():  # data-parallel: this process's share of every global batch
-            inputs, epoch_order = distributed.fit_inputs(split, config, initial_epoch)
-            callbacks = [*epoch_order, *(callbacks or [])]
-        elif isinstance(split.x_train, LazyImages):  # on disk: read batch by batch
-            inputs = {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
-                      "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}
-        else:  # in memory: batches gathered from the arrays (tf.data on TensorFlow), no Python per batch
-            inputs = feed.fit_inputs(split.x_train, split.y_train, split.x_val, split.y_val, config.batch_size,
-                                     seed=config.seed, repeat=bool(config.steps_per_epoch))
-        # --steps-per-epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
+        inputs, feed_callbacks = fit_inputs(split, config, initial_epoch)
+        # steps_per_epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
         model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=steps if config.steps_per_epoch else None,
-                  callbacks=[*(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
+                  callbacks=[*feed_callbacks, *(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
     return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size))
-
-
-def read_config(run_dir: Path) -> TrainConfig:
-    """The resolved config saved in a run folder."""
-    path = Path(run_dir) / artifact.CONFIG
-    if not path.is_file():
-        raise ArtifactError(f"No {artifact.CONFIG} in {run_dir}: not a cnnkit run folder.",
-                            "Pass the folder that `cnnkit train --out` wrote.")
-    saved = json.loads(path.read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in fields})
-    recorded = saved.get("preset")
-    if recorded and config.preset not in PRESETS:  # a tuned preset (cnnkit tune): bring it back
-        register(Preset.from_dict(recorded))
-    if recorded and config.is_folder and config.image_size is None:
-        # Runs made before the size was recorded: decode at the size the model was trained on,
-        # not at whatever the preset says today.
-        config = dataclasses.replace(config, image_size=int(recorded["input_shape"][0]))
-    return config

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from cnnkit import artifact
 from cnnkit._backend import keras
-
-from cnnkit import artifact, distributed
 from cnnkit.fileio import write_json, write_text
+from cnnkit.training import distributed
 
 
 def history_to_csv(history: dict[str, list[float]]) -> str:

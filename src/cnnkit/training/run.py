@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnkit._backend import keras
 import numpy as np
 
-from cnnkit import artifact, datasets, distributed
+from cnnkit import artifact
 from cnnkit.datasets import Dataset
+from cnnkit.diagnostics import Calibration, calibration
 from cnnkit.errors import ConfigError
-from cnnkit.diagnostics import calibration
-from cnnkit.evaluation import evaluate_probabilities, write_evaluation
+from cnnkit.evaluation import evaluate_probabilities
 from cnnkit.fileio import write_json, write_text
 from cnnkit.models import build_model
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
-from cnnkit.report import build_report
-from cnnkit.config import TrainConfig
-from cnnkit.training import fit, metadata_for, read_config
+from cnnkit.report import build_report, write_evaluation
+from cnnkit.training import distributed
+from cnnkit.training.config import TrainConfig, load_data, relaunch
+from cnnkit.training.fit import fit
 
 
 @dataclass
@@ -37,38 +35,22 @@ class RunResult:
     written: bool = True  # False on the other processes of a data-parallel run: only process 0 writes
 
 
-def environment() -> dict[str, Any]:
-    """Versions and machine facts recorded with every run."""
-    return {
-        "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
-        "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
-    }
-
-
-def load_data(config: TrainConfig) -> Dataset:
-    """The configured dataset, subsampled (stratified, seeded) when limits are set."""
-    options = config.folder_options(get_preset(config.preset)) if config.is_folder else {}
-    dataset = datasets.load(config.data, source=config.data_source, **options)
-    if config.train_limit or config.test_limit:
-        dataset = dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
-    return dataset
-
-
 def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         is_run = (run_dir / artifact.CONFIG).is_file()
         if not is_run:  # never delete a folder cnnkit did not make
-            raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: --out {run_dir}.",
-                              "Choose an empty or new --out folder.")
+            raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: out={str(run_dir)!r}.",
+                              "Choose an empty or new out folder.", params="out")
         if not overwrite:
             unfinished = artifact.unfinished_run(run_dir)
             if unfinished is None:
-                raise ConfigError(f"The run folder already holds a finished run. Received: --out {run_dir}.",
-                                  "Pass --overwrite to replace it, or choose another --out.")
-            raise ConfigError(f"The run folder holds an unfinished run ({unfinished}). Received: --out {run_dir}.",
-                              "Pass --resume to continue it, --overwrite to start it again, or choose another --out.")
+                raise ConfigError(f"The run folder already holds a finished run. Received: out={str(run_dir)!r}.",
+                                  "Pass overwrite=True to replace it, or choose another out.", params=("overwrite", "out"))
+            raise ConfigError(f"The run folder holds an unfinished run ({unfinished}). Received: out={str(run_dir)!r}.",
+                              "Pass resume=True to continue it, overwrite=True to start it again, or choose another out.",
+                              params=("resume", "overwrite", "out"))
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -83,11 +65,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     """
     run_dir = Path(out)
     if resume:
-        config = distributed.relaunch(read_config(run_dir), config)  # this launch's --process-id, --coordinator
+        config = relaunch(artifact.read_config(run_dir), config)  # this launch's process_id, coordinator
         if (run_dir / artifact.MODEL).is_file() and not (run_dir / artifact.CHECKPOINT).is_file():
-            raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume.",
-                              "Use it as it is (cnnkit evaluate / predict / serve), or train it again with "
-                              "--overwrite instead of --resume.")
+            raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume. Received: resume=True.",
+                              "Use it as it is (evaluate, predict, serve it), or train it again with overwrite=True "
+                              "instead of resume=True.", params=("overwrite", "resume"))
     config = config.resolve()
     dataset = load_data(config)  # before touching the run folder: a bad path leaves nothing behind
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
@@ -98,7 +80,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     if chief:
         _prepare_folder(run_dir, resume, overwrite)
         write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
-                                               "environment": environment()})
+                                               "environment": artifact.environment()})
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:
@@ -106,11 +88,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         if chief:
             write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
     fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
-    metadata = metadata_for(dataset, config)
+    metadata = artifact.metadata_for(dataset, config)
     if chief:
         artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
     predictor = Predictor(fitted.model, metadata)
-    metrics, probs = evaluate_run_model(predictor, dataset, run_dir, write=chief)
+    metrics, probs, cal = evaluate_run_model(predictor, dataset, run_dir, write=chief)
     history = fitted.history
     epochs = len(history.get("loss", []))
     seconds = sum(history.get("epoch_seconds", []))  # fit + per-epoch validation, resumed epochs included
@@ -126,18 +108,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         return RunResult(run_dir, metrics, written=False)
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)
-    build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs)
+    build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs, cal=cal)
     shutil.rmtree(run_dir / artifact.CHECKPOINT_DIR, ignore_errors=True)  # finished: the model is saved
     return RunResult(run_dir, metrics)
 
 
 def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
-                       write: bool = True) -> tuple[dict[str, Any], np.ndarray]:
+                       write: bool = True) -> tuple[dict[str, Any], np.ndarray, Calibration]:
     """Evaluate on the test set; write the confusion matrix, per-class table and prediction grid.
 
     ``write=False`` (the other processes of a data-parallel run) computes the same and writes nothing.
 
-    Returns the metrics and the test-set probabilities.
+    Returns the metrics, the test-set probabilities and their calibration (for the report).
     """
     start = time.perf_counter()
     probs = predictor.predict_proba(dataset.x_test)
@@ -145,24 +127,24 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
     result = evaluate_probabilities(dataset.y_test, probs, dataset.class_names)
     if write:
         write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
+    cal = calibration(dataset.y_test, probs)
     metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
-               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1),
-               "ece": calibration(dataset.y_test, probs).ece}
+               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1), "ece": cal.ece}
     metrics.update({k: v for k, v in result.to_dict().items() if k not in ("accuracy", "loss", "confusion")})
     if predictor.tta:  # the served number averages views (cnnkit.tta); record what one view scores too
         single = Predictor(predictor.model, predictor.metadata, predictor.batch_size, tta=False)
         metrics["tta"] = dict(predictor.tta)
         metrics["test_accuracy_single_view"] = evaluate_probabilities(
             dataset.y_test, single.predict_proba(dataset.x_test), dataset.class_names).accuracy
-    return metrics, probs
+    return metrics, probs, cal
 
 
 def evaluate(run_dir: str | Path) -> dict[str, Any]:
     """Re-evaluate a finished run's model on its dataset's test set; rewrite its metrics."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
+    config = artifact.read_config(run_dir)
     predictor = Predictor.from_artifact(run_dir)
-    metrics, _ = evaluate_run_model(predictor, load_data(config), run_dir)
+    metrics, _, _ = evaluate_run_model(predictor, load_data(config), run_dir)
     previous = artifact.read_json(run_dir / artifact.METRICS)
     write_json(run_dir / artifact.METRICS, {**previous, **metrics})
     return metrics
