@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install browser bench-deps demo test test-tf test-jax slow readme clean
+.PHONY: install browser bench-deps demo test test-tf test-jax test-heavy slow readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test-jax: install
 
 slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# The costly end-to-end checks make test leaves out (data-parallel processes, Ray from the command line,
+# two training runs on one folder, a full disk): before each release, with make readme.
+test-heavy: install
+	$(BIN)/python -m pytest -q -m heavy
 
 # Every README command in order, with short settings, as a newcomer runs them (before each release).
 readme: install browser

@@ -1,15 +1,18 @@
-"""Leak-free accuracy on a photo folder: article 003's recipe vs cnnkit's `photo`, over several seeds.
+"""Leak-free accuracy on a photo folder: recipes side by side over several seeds (auto = no option at all).
 
 Run from the repository root:
 
     .venv/bin/python benchmarks/weather.py ../shared/datasets/weather
     .venv/bin/python benchmarks/weather.py ../shared/datasets/weather --recipes photo --seeds 0 1 2
+    .venv/bin/python benchmarks/weather.py ../shared/datasets/weather --recipes auto photo --train-per-class 0
 
-Both recipes use article 003's protocol without its leak: `--train-per-class 150` (600 training
-images), and of the rest a stratified 10 % for validation and the remainder for the test set, which
-is touched once, at the end. Byte-identical duplicates are kept in one split only. Each (recipe, seed)
-is its own `cnnkit train` process; results go to benchmarks/out/weather.json, and a Markdown table
-(mean ± std, min, max) is printed for benchmarks/RESULTS.md.
+By default the recipes use article 003's protocol without its leak: `--train-per-class 150` (600
+training images), and of the rest a stratified 10 % for validation and the remainder for the test
+set. `--train-per-class 0` uses cnnkit's default split instead (20 % test, 10 % validation), which
+is what `cnnkit train FOLDER --seed S` does. Either way the test set is touched once, at the end,
+and byte-identical copies and near-duplicate groups are kept in one split only, so every recipe of
+one seed gets the same splits. Each (recipe, seed) is its own `cnnkit train` process; results go to
+benchmarks/out/weather.json, and a Markdown table (mean ± std, min, max) is printed for RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 
 
-def run(folder: Path, recipe: str, seed: int, per_class: int) -> dict:
+def run(folder: Path, recipe: str, seed: int, per_class: int | None, extra: list[str]) -> dict:
     run_dir = OUT / f"weather-{recipe}-seed{seed}"
-    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--recipe", recipe, "--seed", str(seed),
-           "--train-per-class", str(per_class), "--out", str(run_dir), "--overwrite"]
+    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--seed", str(seed),
+           "--out", str(run_dir), "--overwrite", *extra]
+    if recipe != "auto":  # auto: the default, no option at all
+        cmd += ["--recipe", recipe]
+    if per_class:
+        cmd += ["--train-per-class", str(per_class)]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, text=True, capture_output=True)
@@ -40,6 +47,7 @@ def run(folder: Path, recipe: str, seed: int, per_class: int) -> dict:
         raise SystemExit(f"{recipe} seed {seed} failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = {"recipe": recipe, "seed": seed, "test_accuracy": metrics["test_accuracy"],
+           "balanced_accuracy": metrics.get("balanced_accuracy"),
            "test_loss": metrics["test_loss"], "epochs": metrics["epochs"],
            "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1),
            "train_size": metrics["train_size"], "val_size": metrics["val_size"],
@@ -65,12 +73,15 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--recipes", nargs="+", default=["article-003", "photo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--train-per-class", type=int, default=150)
+    parser.add_argument("--train-per-class", type=int, default=150,
+                        help="article 003's protocol; 0: cnnkit's default split (test 20 %%, validation 10 %%)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `cnnkit train` options, last")
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"Expected a folder of photos. Received: {args.folder} (not a folder).")
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = [run(args.folder, recipe, seed, args.train_per_class) for recipe in args.recipes for seed in args.seeds]
+    rows = [run(args.folder, recipe, seed, args.train_per_class or None, args.extra)
+            for seed in args.seeds for recipe in args.recipes]
     result = {"date": datetime.date.today().isoformat(), "machine": machine(), "folder": str(args.folder),
               "train_per_class": args.train_per_class, "rows": rows}
     (OUT / "weather.json").write_text(json.dumps(result, indent=2))

@@ -43,7 +43,8 @@ def class_image(label: str, i: int, size: tuple[int, int] = SIZE) -> Image.Image
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def write_clean(root: Path, per_class: int = 12, classes: tuple[str, ...] = CLASSES) -> list[Path]:
+def write_clean(root: Path, per_class: int = 12, classes: tuple[str, ...] = CLASSES,
+                size: tuple[int, int] = SIZE) -> list[Path]:
     """``per_class`` valid images per class, named ``<class><i>``; every 4th is a PNG, the rest JPEG."""
     root.mkdir(parents=True, exist_ok=True)
     written = []
@@ -51,7 +52,7 @@ def write_clean(root: Path, per_class: int = 12, classes: tuple[str, ...] = CLAS
         for i in range(per_class):
             fmt, suffix = ("PNG", ".png") if i % 4 == 3 else ("JPEG", ".jpg")
             path = root / f"{label}{i}{suffix}"
-            path.write_bytes(encode(class_image(label, i), fmt, **({"quality": 95} if fmt == "JPEG" else {})))
+            path.write_bytes(encode(class_image(label, i, size), fmt, **({"quality": 95} if fmt == "JPEG" else {})))
             written.append(path)
     return written
 

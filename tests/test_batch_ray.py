@@ -187,6 +187,7 @@ def test_first_error_line_finds_the_worker_exception(monkeypatch):
     assert first_error_line(exceptions.RayError("\x1b[36mNode died.\x1b[39m\n  details")) == "Node died."
 
 
+@pytest.mark.heavy
 def test_a_ray_run_prints_only_cnnkit_lines(weather_run, tmp_path):
     """The real command on a local Ray: no Ray warnings, no `E core_worker` lines, no worker output."""
     run, photos = weather_run

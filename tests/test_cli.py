@@ -224,7 +224,7 @@ def test_an_image_size_too_small_for_the_recipe_is_refused_before_the_run_folder
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.heavy)])
 def test_no_tensorflow_log_lines_from_the_api_or_a_jax_run(backend, tmp_path):
     """TensorFlow's C++ start-up lines ("oneDNN custom operations are on", absl's "All log messages before
     absl::InitializeLog()") reached the terminal from `import cnnkit` users and, on JAX, mid-training."""

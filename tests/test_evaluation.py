@@ -102,7 +102,8 @@ def test_to_dict_is_json_serialisable():
     assert data["accuracy"] == pytest.approx(4 / 6)
     assert data["per_class"][2]["class"] == "bird"
     assert data["most_confused"][0]["count"] == 1
-    assert set(data) == {"accuracy", "loss", "confusion", "per_class", "macro_f1", "most_confused"}
+    assert set(data) == {"accuracy", "loss", "balanced_accuracy", "confusion", "per_class", "macro_f1", "most_confused"}
+    assert data["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 2 + 1 / 2) / 3)  # the mean of the recalls
 
 
 def test_float_labels_with_integer_values_are_accepted():
@@ -222,7 +223,7 @@ def test_write_evaluation_rejects_mismatched_inputs(tmp_path):
     ev = evaluate_probabilities(Y_TRUE, PROBS, NAMES)
     with pytest.raises(DataError, match=r"images\.shape=\(5, 8, 8\), y_true\.shape=\(6,\)"):
         write_evaluation(ev, np.zeros((5, 8, 8)), Y_TRUE, PROBS, NAMES, tmp_path)
-    other = Evaluation(accuracy=1.0, loss=0.0, confusion=np.eye(2, dtype=int), per_class=[],
+    other = Evaluation(accuracy=1.0, loss=0.0, balanced_accuracy=1.0, confusion=np.eye(2, dtype=int), per_class=[],
                        macro_f1=1.0, most_confused=[])
     with pytest.raises(DataError, match=r"evaluation\.confusion must be \(3, 3\)"):
         write_evaluation(other, np.zeros((6, 8, 8)), Y_TRUE, PROBS, NAMES, tmp_path)

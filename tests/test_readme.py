@@ -223,6 +223,8 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit report runs/a": lambda w: w.sh("cnnkit report runs/a"),
         "cnnkit show photos/": lambda w: w.sh("cnnkit show photos/"),
         "cnnkit train photos/ --out runs/photos": lambda w: w.sh(f"cnnkit train photos/ --out runs/photos {PHOTO_SHORT}"),
+        "cnnkit train photos/ --budget 3 --out runs/p3":
+            lambda w: w.sh("cnnkit train photos/ --budget 0.3 --image-size 32 --out runs/p3"),
         "cnnkit train weather/ --recipe article-003 --train-per-class 150":
             lambda w: w.sh("cnnkit train weather/ --recipe article-003 --train-per-class 12 --epochs 1 --image-size 48"),
         "cnnkit explain conv": lambda w: w.sh("cnnkit explain conv"),

@@ -22,6 +22,7 @@ optuna = pytest.importorskip("optuna")
 PARAMS = {"filters_scale": 0.5, "kernel_size": 5, "dropout": 0.2, "learning_rate": 1e-2, "batch_size": 64}
 
 
+@pytest.mark.heavy
 def test_two_workers_share_one_study_and_the_best_trial_is_a_run(tmp_path, mnist_subset):
     """The acceptance test: two `cnnkit tune` processes, one SQLite study, >= 10 trials, a loadable best run."""
     from cnnkit.predictor import Predictor

@@ -209,8 +209,10 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> ModelMetadata:
     """The metadata a model trained on ``dataset`` carries."""
-    # Arrays (MNIST, .npz) come at one size, their input size; a folder's photos are resized to it.
-    native = {} if config.is_folder else {"native_size": list(dataset.input_shape[:2])}
+    # Arrays (MNIST, .npz) come at their input size; a folder's photos at the sizes its profile measured.
+    profile = dataset.profile
+    size = list(profile.median_size) if profile is not None else None if config.is_folder else dataset.input_shape[:2]
+    native = {"native_size": [int(v) for v in size]} if size else {}
     return ModelMetadata(
         class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
         color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,

@@ -40,8 +40,10 @@ def _count(n: int, noun: str) -> str:
 
 def _print_metrics(result) -> None:
     m = result.metrics
-    print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  "
-          f"({_count(m['epochs'], 'epoch')}, {m['train_seconds']:.1f} s training)")
+    print(f"Test accuracy: {m['test_accuracy']:.2%}  balanced: {m['balanced_accuracy']:.2%}  test loss: "
+          f"{m['test_loss']:.4f}  ({_count(m['epochs'], 'epoch')}, {m['train_seconds']:.1f} s training)")
+    recalls = ", ".join(f"{row['class']} {row['recall']:.1%}" for row in m.get("per_class", []))
+    print(f"  recall per class: {recalls}")
     _print_tta(m)
     if result.written:
         print(f"Run folder: {result.run_dir}")
@@ -103,7 +105,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.training.run import evaluate
 
     m = evaluate(args.run)
-    print(f"Test accuracy: {m['test_accuracy']:.2%}  test loss: {m['test_loss']:.4f}  (n={m['test_samples']})")
+    print(f"Test accuracy: {m['test_accuracy']:.2%}  balanced: {m['balanced_accuracy']:.2%}  test loss: "
+          f"{m['test_loss']:.4f}  (n={m['test_samples']})")
     _print_tta(m)
     return 0
 

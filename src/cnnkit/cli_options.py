@@ -93,6 +93,17 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
     p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
     p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
     p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
+    p.add_argument("--color-mode", choices=["grayscale", "rgb"],
+                   help="image folders: colour mode to train in (default: the recipe's; auto: the folder's)")
+    p.add_argument("--near-duplicates", choices=["group", "drop", "off"], default="group",
+                   help="image folders: look-alike images (resized, re-encoded, rotated, cropped copies) are kept in "
+                        "one split (group, default), once (drop), or not looked for (off)")
+    p.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="plan the epochs to fill this much training time (measured on the first steps); "
+                        "recipe auto plans 10 minutes unless --epochs is given")
+    p.add_argument("--class-weight", default="auto", metavar="auto|none|balanced|NAME=W,...",
+                   help="weigh each class's loss: balanced (n / (classes x n_class)), your own weights, none, or "
+                        "auto (default: balanced when the largest class has 3x the images of the smallest)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
                    help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 "
                         "in hardware); the saved model computes in float32")
@@ -174,6 +185,8 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
                        help="decode size (default: what `cnnkit train` uses, the photo recipe's)")
         p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
         p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
+        p.add_argument("--near-duplicates", choices=["group", "drop", "off"], default="group",
+                       help="look for look-alike images (default) or not (off)")
 
     p = sub.add_parser("summary", help=help_of["summary"])
     p.add_argument("target", nargs="?", default="list", help="preset name, run folder, or --list")

@@ -98,12 +98,21 @@ def summarize(target: str) -> str:
 
 
 def verify(data: str, **folder_options: Any) -> tuple[str, int]:
-    """Index and decode a folder without training; return the report and how many files were unusable."""
-    from cnnkit.datasets.photos import decode_report, scan_folder
+    """Index, profile and decode a folder without training; return the report and how many files were unusable.
 
-    index, decoded = scan_folder(data, image_size=folder_options.get("image_size") or PHOTO_SIZE,
-                                 color_mode=folder_options.get("color_mode", "rgb"),
-                                 resize=folder_options.get("resize", "stretch"),
-                                 label_regex=folder_options.get("label_regex"))
+    The report lists every file that cannot be used and why, the folder's profile (native sizes,
+    colour modes, class balance) and its near-duplicate groups.
+    """
+    from cnnkit.datasets.photos import decode_report, near_duplicates_report, scan_folder
+
+    inspected, decoded = scan_folder(data, image_size=folder_options.get("image_size") or PHOTO_SIZE,
+                                     color_mode=folder_options.get("color_mode", "rgb"),
+                                     resize=folder_options.get("resize", "stretch"),
+                                     label_regex=folder_options.get("label_regex"),
+                                     near_duplicates=folder_options.get("near_duplicates", "group"))
+    index, profile = inspected.index, inspected.profile
     bad = len(index.skipped) + len(decoded.errors)
-    return f"{index.report()}\n{decode_report(index, decoded)}\n{bad} unusable files.", bad
+    lines = [index.report(), *profile.lines(), decode_report(index, decoded),
+             near_duplicates_report(index, profile.groups, "training keeps each group in one split"),
+             f"{bad} unusable files."]
+    return "\n".join(lines), bad

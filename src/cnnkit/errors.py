@@ -54,6 +54,10 @@ class ArtifactError(CnnkitError, ValueError):
     """A run folder or model file that is missing, corrupt or unsafe to load."""
 
 
+class StorageError(CnnkitError, OSError):
+    """A file could not be written: no space left, or no permission. Nothing half-written is left behind."""
+
+
 class EngineError(CnnkitError, RuntimeError):
     """An inference engine (Ray, a worker process) failed while running; the message names the engine and its
     first error line."""

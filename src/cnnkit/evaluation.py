@@ -30,6 +30,7 @@ class Evaluation:
 
     accuracy: float
     loss: float  # mean categorical cross-entropy, probabilities clipped to [1e-7, 1 - 1e-7]
+    balanced_accuracy: float  # mean recall over the classes present: every class counts the same
     confusion: np.ndarray  # (K, K) int, rows = true class, columns = predicted class
     per_class: list[dict[str, Any]]  # {"class", "precision", "recall", "f1", "support"}
     macro_f1: float
@@ -44,6 +45,7 @@ class Evaluation:
         return {
             "accuracy": float(self.accuracy),
             "loss": float(self.loss),
+            "balanced_accuracy": float(self.balanced_accuracy),
             "macro_f1": float(self.macro_f1),
             "confusion": np.asarray(self.confusion).astype(np.int64).tolist(),
             "per_class": [plain(row) for row in self.per_class],
@@ -132,6 +134,7 @@ def evaluate_probabilities(
     return Evaluation(
         accuracy=float(np.mean(y_pred == y)),
         loss=float(-np.mean(np.log(true_prob))),
+        balanced_accuracy=float(np.mean(recall[support > 0])),
         confusion=cm,
         per_class=per_class,
         macro_f1=float(np.mean(f1)),

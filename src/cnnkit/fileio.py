@@ -9,6 +9,7 @@ target with ``os.replace`` (atomic on POSIX). A killed process leaves at most a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cnnkit.errors import StorageError
+
 TMP_MARKER = ".cnnkit-tmp"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -40,6 +44,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno not in _FULL and "No space left" not in str(exc):  # h5py reports errno 28 in its text
+            raise
+        raise StorageError(f"No space left on the device while writing {target}. Received: {exc.strerror or exc}.",
+                           "Free some space there, then run the command again: the file was not changed, and a "
+                           "training run continues from its last completed epoch with resume=True.",
+                           params="resume") from exc
     finally:
         if tmp.is_dir():  # a folder export (SavedModel) that did not make it
             shutil.rmtree(tmp)

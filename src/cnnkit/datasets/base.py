@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class Dataset:
     y_val: np.ndarray | None = None
     report: str = ""  # what the loader skipped or merged, and why (image folders)
     resize: str = "stretch"  # how images of other sizes are brought to input_shape (stored in the model)
+    profile: Any = None  # image folders: their DataProfile (native sizes, modes, near-duplicate groups)
 
     def __post_init__(self) -> None:
         if self.color_mode not in COLOR_MODES:

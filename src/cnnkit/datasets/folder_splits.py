@@ -6,7 +6,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +30,7 @@ class FolderSplits:
 
 def split_index(
     index: FolderIndex, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-    train_per_class: int | None = None,
+    train_per_class: int | None = None, groups: Sequence[Sequence[int]] = (),
 ) -> FolderSplits:
     """Split an index into train/val/test, stratified by class and seeded.
 
@@ -38,6 +41,9 @@ def split_index(
     * ``train_per_class=N`` (article 003's protocol, minus its leak): exactly N training images
       per class; of the rest, ``val_fraction`` goes to val and the remainder to test
       (``test_fraction`` is not used). Not available on pre-split folders.
+    * ``groups`` (near-duplicates, indices into the index's paths): each group goes whole into one
+      split, as one unit of the stratified draw (with its first member's class). A pre-split
+      folder's own splits are kept; groups that span them are named in ``notes``.
 
     Raises:
         ConfigError: fractions outside [0, 1) or summing to 1 or more; a bad ``train_per_class``,
@@ -50,6 +56,10 @@ def split_index(
                 f"Expected {name} in [0, 1). Received: {name}={value!r}.",
                 hint=f"Set {name} to a fraction such as {0.1 if 'val' in name else 0.2}.", params=name,
             )
+    groups = [list(g) for g in groups if len(g) > 1]
+    if groups and not any(index.presplit):
+        return _split_units(index, groups, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                            train_per_class=train_per_class)
     if train_per_class is not None:
         return _per_class_split(index, train_per_class, val_fraction, seed)
     if val_fraction + test_fraction >= 1:
@@ -61,6 +71,12 @@ def split_index(
         )
     labels = index.labels
     if not any(index.presplit):
+        counts = index.class_counts()
+        few = {name: n for name, n in counts.items() if n < 2}
+        if few:
+            listing = ", ".join(f"{name!r} has {n}" for name, n in few.items())
+            raise DataError(f"Expected at least 2 images in every class (one to train on, one to test on). "
+                            f"Received: {listing}.", "Add images to those classes, or take their files out of the folder.")
         return _carve(np.arange(len(labels)), labels, val_fraction, test_fraction, seed)
     split = np.array([s or "" for s in index.presplit])
     pool = np.flatnonzero(split == "train")
@@ -76,10 +92,31 @@ def split_index(
             setattr(parts, name, np.flatnonzero(split == name))
         elif fraction > 0:
             parts.notes.append(f"No {name}/ folder: carved {fraction:.0%} of each class in train/ as {name}.")
+    spanning = [g for g in groups if len({index.presplit[i] for i in g}) > 1]
+    if spanning:
+        parts.notes.append(f"{len(spanning)} near-duplicate groups span your train/val/test folders (their test "
+                           f"score is inflated), e.g. {', '.join(index.relative(index.paths[i]) for i in spanning[0])}.")
     missing = sorted(set(index.class_names) - {index.class_names[y] for y in labels[parts.train]})
     if missing:
         parts.notes.append(f"Classes with no training images: {', '.join(missing)}.")
     return parts
+
+
+def _split_units(index: FolderIndex, groups: list[list[int]], **options: Any) -> FolderSplits:
+    """Split with every group as one unit (its first member's class), then put each unit's images back."""
+    grouped = {i for g in groups for i in g}
+    units = sorted([sorted(g) for g in groups] + [[i] for i in range(len(index.paths)) if i not in grouped])
+    first = [u[0] for u in units]
+    as_units = dataclasses.replace(index, paths=[index.paths[i] for i in first], labels=index.labels[first],
+                                   presplit=[None] * len(units), sha256=[index.sha256[i] for i in first])
+    parts = split_index(as_units, **options)
+
+    def expand(unit_rows: np.ndarray) -> np.ndarray:
+        return np.sort(np.concatenate([units[u] for u in unit_rows] or [[]])).astype(np.int64)
+
+    images = sum(len(g) for g in groups)
+    notes = [*parts.notes, f"Near-duplicates: {len(groups)} groups ({images} images) kept whole, each in one split."]
+    return FolderSplits(train=expand(parts.train), val=expand(parts.val), test=expand(parts.test), notes=notes)
 
 
 def _carve(pool: np.ndarray, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> FolderSplits:

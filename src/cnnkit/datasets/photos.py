@@ -1,25 +1,29 @@
-"""A folder of photos as a Dataset: index → decode once (cached, parallel) → honest splits.
+"""A folder of photos as a Dataset: index → profile → decode once (cached, parallel) → near-duplicates → honest splits.
 
-The folder's files are listed and labelled by :mod:`cnnkit.datasets.folder`,
-decoded by the shared decoder into the pixel cache
-(:mod:`cnnkit.datasets.pixelcache`), then split (stratified, seeded,
-duplicates kept in one split only). Files that cannot be used are skipped and
-reported by name with the reason, never silently dropped.
+The folder's files are listed and labelled by :mod:`cnnkit.datasets.folder`, profiled
+(native sizes and modes, :mod:`cnnkit.datasets.profile`), decoded by the shared decoder into
+the pixel cache (:mod:`cnnkit.datasets.pixelcache`), searched for near-duplicates
+(:mod:`cnnkit.datasets.duplicates`), then split (stratified, seeded; byte-identical copies and
+near-duplicate groups in one split only). Files that cannot be used are skipped and reported by
+name with the reason, never silently dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnnkit.datasets.base import Dataset
+from cnnkit.datasets.duplicates import cached_hashes, check_mode, hashable, near_duplicate_groups
 from cnnkit.datasets.folder import FolderIndex, index_folder
 from cnnkit.datasets.folder_splits import split_index
 from cnnkit.datasets.lazy import LazyImages
 from cnnkit.datasets.pixelcache import PIXELS, DecodedImages, decode_all
+from cnnkit.datasets.profile import DataProfile, profile_images
 from cnnkit.errors import DataError
 
 
@@ -43,6 +47,23 @@ def decode_report(index: FolderIndex, decoded: DecodedImages) -> str:
     return "\n".join(lines)
 
 
+@dataclass(eq=False)
+class Inspected:
+    """A folder indexed (files, classes, byte-identical copies) and profiled (native sizes, modes), not decoded."""
+
+    index: FolderIndex
+    profile: DataProfile
+
+
+def inspect_folder(path: str | os.PathLike[str], *, label_regex: str | None = None,
+                   manifest: str | os.PathLike[str] | None = None) -> Inspected:
+    """Index a folder (or a ``.csv`` manifest given as ``path``) and read every image's native size and mode."""
+    if manifest is None and os.fspath(path).endswith(".csv"):
+        path, manifest = os.path.dirname(os.fspath(path)) or ".", path
+    index = index_folder(path, label_regex=label_regex, manifest=manifest)
+    return Inspected(index, profile_images(index.paths, index.labels, index.class_names))
+
+
 def scan_folder(
     path: str | os.PathLike[str],
     *,
@@ -52,14 +73,37 @@ def scan_folder(
     label_regex: str | None = None,
     manifest: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
-) -> tuple[FolderIndex, DecodedImages]:
-    """Index a folder (or a ``.csv`` manifest given as ``path``) and decode every file into the cache."""
-    if manifest is None and os.fspath(path).endswith(".csv"):
-        path, manifest = os.path.dirname(os.fspath(path)) or ".", path
-    index = index_folder(path, label_regex=label_regex, manifest=manifest)
+    near_duplicates: str = "group",
+    inspected: Inspected | None = None,
+) -> tuple[Inspected, DecodedImages]:
+    """Inspect a folder (unless ``inspected`` is given), decode every file into the cache, find near-duplicates.
+
+    The near-duplicate groups (``near_duplicates`` other than ``"off"``) go into ``inspected.profile.groups``.
+    """
+    check_mode(near_duplicates)
+    inspected = inspected or inspect_folder(path, label_regex=label_regex, manifest=manifest)
+    index, profile = inspected.index, inspected.profile
     decoded = decode_all(index.paths, index.sha256, size=_parse_size(image_size), color_mode=color_mode,
                          resize=resize, home=home)
-    return index, decoded
+    profile.groups = []
+    if near_duplicates != "off":
+        candidates = np.flatnonzero(decoded.ok & hashable(profile.widths, profile.heights))
+        if len(candidates) > 1:
+            hashes = cached_hashes(decoded.folder, decoded.pixels, decoded.ok)
+            profile.groups = near_duplicate_groups(hashes, candidates)
+    return inspected, decoded
+
+
+def near_duplicates_report(index: FolderIndex, groups: list[list[int]], action: str) -> str:
+    """Every near-duplicate group, one per line (``action``: what was done with it)."""
+    if not groups:
+        return "Near-duplicates: none found."
+    lines = [f"Near-duplicates: {len(groups)} groups of look-alike images ({action}):"]
+    for group in groups:
+        names = {index.class_names[index.labels[i]] for i in group}
+        clash = f"  (labels differ: {', '.join(sorted(names))})" if len(names) > 1 else ""
+        lines.append("  " + " = ".join(index.relative(index.paths[i]) for i in group) + clash)
+    return "\n".join(lines)
 
 
 def load_folder(
@@ -76,24 +120,39 @@ def load_folder(
     train_per_class: int | None = None,
     home: str | os.PathLike[str] | None = None,
     in_memory: bool | None = None,
+    near_duplicates: str = "group",
+    inspected: Inspected | None = None,
 ) -> Dataset:
     """Load a folder of labelled photos (sub-folder per class, class in file names, or a CSV manifest).
 
-    ``in_memory=None`` loads the decoded pixels into memory when they take at most
-    :data:`IN_MEMORY_LIMIT` bytes, and otherwise leaves them on disk (:class:`LazyImages`),
+    ``near_duplicates``: ``"group"`` keeps each group of look-alike images in one split, ``"drop"``
+    keeps one image of each group, ``"off"`` does not look for them (byte-identical copies are
+    always kept once). ``in_memory=None`` loads the decoded pixels into memory when they take at
+    most :data:`IN_MEMORY_LIMIT` bytes, and otherwise leaves them on disk (:class:`LazyImages`),
     read batch by batch during training.
 
     Example:
         >>> ds = load_folder("weather", image_size=150, train_per_class=150)  # doctest: +SKIP
     """
-    index, decoded = scan_folder(path, image_size=image_size, color_mode=color_mode, resize=resize,
-                                 label_regex=label_regex, manifest=manifest, home=home)
+    inspected, decoded = scan_folder(path, image_size=image_size, color_mode=color_mode, resize=resize,
+                                     label_regex=label_regex, manifest=manifest, home=home,
+                                     near_duplicates=near_duplicates, inspected=inspected)
+    index, profile = inspected.index, inspected.profile
+    ok = decoded.ok.copy()
+    groups = [[i for i in g if ok[i]] for g in profile.groups]
+    if near_duplicates == "drop":  # keep the first of each group (in train/ if the folder is split)
+        for group in groups:
+            keep = next((i for i in group if index.presplit[i] == "train"), group[0] if group else None)
+            ok[[i for i in group if i != keep]] = False
+        groups = []
     # Split only what decoded, so a broken file cannot take the place of a training image.
-    usable = np.flatnonzero(decoded.ok)
+    usable = np.flatnonzero(ok)
+    position = {int(row): k for k, row in enumerate(usable)}
     kept = dataclasses.replace(index, paths=[index.paths[i] for i in usable], labels=index.labels[usable],
                                presplit=[index.presplit[i] for i in usable], sha256=[index.sha256[i] for i in usable])
     splits = split_index(kept, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                         train_per_class=train_per_class)
+                         train_per_class=train_per_class,
+                         groups=[[position[i] for i in g] for g in groups if len(g) > 1])
 
     if in_memory is None:
         in_memory = decoded.pixels.nbytes <= IN_MEMORY_LIMIT
@@ -109,9 +168,13 @@ def load_folder(
         raise DataError(f"After skipping unusable files, {path} leaves {len(x_train)} training and "
                         f"{len(x_test)} test images.", "Run `cnnkit verify PATH` to see which files failed and why.")
     counts = f"Split: train {len(x_train)}, val {len(x_val)}, test {len(x_test)} (seed {seed})"
-    report = "\n".join([index.report(), decode_report(index, decoded), counts, *splits.notes])
+    action = {"group": "each kept whole in one split", "drop": "one image of each kept"}.get(near_duplicates, "")
+    report = "\n".join([index.report(), *profile.lines(), decode_report(index, decoded),
+                        *([near_duplicates_report(index, profile.groups, action)] if near_duplicates != "off" else []),
+                        counts, *splits.notes])
     return Dataset(
         name=Path(path).name or "images", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
         x_val=x_val if len(x_val) else None, y_val=y_val if len(x_val) else None,
         class_names=index.class_names, color_mode=color_mode, source=str(index.root), report=report, resize=resize,
+        profile=profile,
     )

@@ -42,6 +42,8 @@ class Preset:
     optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adam", "learning_rate": 1e-3})
     batch_size: int = 32
     epochs: int = 10
+    # The most epochs a time budget may plan (cnnkit.training.budget); 0: the recipe's own epochs.
+    max_epochs: int = 0
     schedule: str = "constant"
     # "mixed_bfloat16": train with bfloat16 arithmetic where the machine has it in hardware
     # (cnnkit.models.resolve_precision); the articles' recipes stay float32.

@@ -88,6 +88,7 @@ def _pct(value: Any) -> str:
 def _summary(metrics: dict, predictor: Predictor, cal: Calibration, test_size: int) -> Section:
     items = [
         ("test accuracy", _pct(metrics.get("test_accuracy"))),
+        ("balanced accuracy", _pct(metrics.get("balanced_accuracy"))),
         ("test loss", f"{metrics.get('test_loss', float('nan')):.4f}"),
         ("macro F1", f"{metrics.get('macro_f1', float('nan')):.4f}"),
         ("calibration error (ECE)", _pct(cal.ece)),

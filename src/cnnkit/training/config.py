@@ -28,7 +28,7 @@ class TrainConfig:
     ``None`` means "the preset's value", resolved by :meth:`resolve`.
     """
 
-    preset: str | None = None  # None: "fast" for MNIST-like arrays, "photo" for a folder of images
+    preset: str | None = None  # None or "auto": chosen from the data (cnnkit.training.auto); MNIST: "fast"
     data: str = "mnist"
     data_source: str | None = None
     epochs: int | None = None
@@ -48,6 +48,12 @@ class TrainConfig:
     label_regex: str | None = None  # class from the file name (flat folders)
     test_fraction: float = 0.2
     train_per_class: int | None = None  # article 003's protocol: N training images per class, rest held out
+    # auto | none | balanced | NAME=W,...: see cnnkit.training.balance (auto: balanced past a 3:1 imbalance).
+    class_weight: str = "auto"
+    near_duplicates: str = "group"  # image folders: group | drop | off (cnnkit.datasets.duplicates)
+    color_mode: str | None = None  # image folders: grayscale | rgb; None: the recipe's (auto: the folder's)
+    # Minutes of training the epochs are planned to fill (cnnkit.training.budget); None: the recipe's epochs.
+    budget: float | None = None
     # Compute precision: None = the preset's choice where this machine runs it fast, else float32
     # (cnnkit.models.resolve_precision). The saved model always computes in float32.
     precision: str | None = None
@@ -63,13 +69,16 @@ class TrainConfig:
 
     def folder_options(self, preset: Preset) -> dict[str, Any]:
         """The options a folder loader needs (size and colour mode from the preset unless overridden)."""
-        return {"image_size": self.image_size or tuple(preset.input_shape[:2]), "color_mode": preset.color_mode,
-                "resize": self.resize, "label_regex": self.label_regex, "val_fraction": self.val_fraction,
-                "test_fraction": self.test_fraction, "seed": self.seed, "train_per_class": self.train_per_class}
+        return {"image_size": self.image_size or tuple(preset.input_shape[:2]),
+                "color_mode": self.color_mode or preset.color_mode, "resize": self.resize,
+                "label_regex": self.label_regex, "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction, "seed": self.seed, "train_per_class": self.train_per_class,
+                "near_duplicates": self.near_duplicates}
 
     def resolve(self) -> "TrainConfig":
         """Fill the preset's values in and validate every field (errors name the field)."""
-        preset = get_preset(self.preset or ("photo" if self.is_folder else "fast"))
+        # Recipe auto is chosen from the data (cnnkit.training.auto.prepare); without it, the old defaults.
+        preset = get_preset(self.preset if self.preset not in (None, "auto") else ("photo" if self.is_folder else "fast"))
         resolved = dataclasses.replace(
             self,
             preset=preset.name,
@@ -89,6 +98,9 @@ class TrainConfig:
             (0 < r.test_fraction < 1, "test_fraction", "in (0, 1)"),
             (r.steps_per_epoch is None or r.steps_per_epoch >= 1, "steps_per_epoch", "≥ 1"),
             (r.max_minutes is None or r.max_minutes > 0, "max_minutes", "> 0"),
+            (r.budget is None or r.budget > 0, "budget", "> 0 (minutes)"),
+            (r.near_duplicates in ("group", "drop", "off"), "near_duplicates", "one of ('group', 'drop', 'off')"),
+            (r.color_mode in (None, "grayscale", "rgb"), "color_mode", "one of ('grayscale', 'rgb')"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -108,9 +120,14 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def load_data(config: TrainConfig) -> Dataset:
-    """The dataset ``config`` names, subsampled (stratified, seeded) when it sets limits."""
+def load_data(config: TrainConfig, inspected: Any = None) -> Dataset:
+    """The dataset ``config`` names, subsampled (stratified, seeded) when it sets limits.
+
+    ``inspected``: a folder already indexed and profiled (:func:`cnnkit.datasets.photos.inspect_folder`).
+    """
     options = config.folder_options(get_preset(config.preset)) if config.is_folder else {}
+    if inspected is not None:
+        options["inspected"] = inspected
     dataset = datasets.load(config.data, source=config.data_source, **options)
     return dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
 
@@ -164,6 +181,10 @@ def check_launch(config: TrainConfig) -> None:
                           f"Process ids run from 0 to num_processes − 1 ({(processes or 1) - 1}); process 0 is the "
                           "coordinator and the only one that writes the run folder.",
                           params=("process_id", "num_processes"))
+    if (processes or 1) > 1 and config.budget:
+        raise ConfigError(f"Expected no budget in a multi-process run. Received: budget={config.budget}.",
+                          "Each process would measure its own speed and plan other epochs; set epochs instead.",
+                          params=("budget", "epochs"))
     if (processes or 1) > 1 and config.max_minutes:
         raise ConfigError(f"Expected no max_minutes in a multi-process run. Received: max_minutes={config.max_minutes}.",
                           "Each process would stop at its own clock and the others would wait forever; "

@@ -7,6 +7,8 @@ set. :func:`cnnkit.training.run.train` evaluates on the test set once, at the en
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import sys
 from dataclasses import dataclass
@@ -20,9 +22,11 @@ from cnnkit.fileio import remove_stale_temporaries
 from cnnkit.models import build_model, make_optimizer, to_float32
 from cnnkit.presets import Preset, get_preset
 from cnnkit.training import distributed
+from cnnkit.training.balance import class_weights
+from cnnkit.training.budget import Plan, measure, plan, planned
 from cnnkit.training.callbacks import RunRecorder, TimeBudget
 from cnnkit.training.config import TrainConfig
-from cnnkit.training.inputs import fit_inputs
+from cnnkit.training.inputs import fit_inputs, with_sample_weights
 
 
 def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
@@ -98,6 +102,8 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     preset = get_preset(config.preset)
     keras.utils.set_random_seed(config.seed)
     split = split_dataset(dataset, config)
+    weights, weighting = class_weights(config.class_weight, split.y_train, dataset.class_names)
+    print(weighting)
     steps = math.ceil(len(split.x_train) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
@@ -122,9 +128,34 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
     if initial_epoch < config.epochs:
         inputs, feed_callbacks = fit_inputs(split, config, initial_epoch)
+        if weights and inspect.isgenerator(inputs["x"]):  # Keras takes class_weight for every feed but generators
+            inputs["x"], weights = with_sample_weights(inputs["x"], weights), None
         # steps_per_epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
-        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch,
+        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, class_weight=weights,
                   steps_per_epoch=steps if config.steps_per_epoch else None,
                   callbacks=[*feed_callbacks, *(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
     return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size))
+
+
+def plan_budget(dataset: Dataset, config: TrainConfig) -> tuple[TrainConfig, Plan]:
+    """``config`` with its epochs planned to fill ``config.budget`` minutes (:mod:`cnnkit.training.budget`).
+
+    A throwaway model of the recipe trains a few batches of this dataset to measure a step, a
+    validation pass and a checkpoint on this machine.
+    """
+    preset = get_preset(config.preset)
+    split = split_dataset(dataset, config)
+    full = math.ceil(len(split.x_train) / config.batch_size)
+    steps = min(full, config.steps_per_epoch) if config.steps_per_epoch else full
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                        precision=config.precision or "float32")
+    compile_model(model, preset, config, steps)
+    inputs, _ = fit_inputs(split, dataclasses.replace(config, steps_per_epoch=1))  # arrays: an endless feed
+    step, val_batch, save = measure(model, inputs, inputs["validation_data"], batch_size=config.batch_size,
+                                    steps_per_execution=preset.steps_per_execution)
+    val_steps = math.ceil(len(split.x_val) / config.batch_size)
+    chosen = plan(config.budget * 60, step_seconds=step, steps_per_epoch=steps, val_seconds=val_batch * val_steps,
+                  checkpoint_seconds=save, batch_size=config.batch_size, max_epochs=preset.max_epochs or preset.epochs)
+    return planned(config, chosen), chosen

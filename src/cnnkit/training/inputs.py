@@ -69,6 +69,14 @@ def _endless(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterat
             yield x[rows], y[rows]
 
 
+def with_sample_weights(batches: Iterator[tuple[np.ndarray, np.ndarray]],
+                        class_weight: dict[int, float]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(x, y)`` batches as ``(x, y, weight)``: each image weighs its class's weight."""
+    lookup = np.array([class_weight.get(c, 1.0) for c in range(max(class_weight) + 1)], dtype=np.float32)
+    for x, y in batches:
+        yield x, y, lookup[y]
+
+
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
     """A ``tf.data.Dataset`` of ``(pixels, labels)`` batches from arrays held in memory."""
     import tensorflow as tf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ from cnnkit.predictor import Predictor
 from cnnkit.presets import get_preset
 from cnnkit.report import build_report, write_evaluation
 from cnnkit.training import distributed
+from cnnkit.training.balance import class_weights
+from cnnkit.training.auto import prepare
 from cnnkit.training.config import TrainConfig, load_data, relaunch
-from cnnkit.training.fit import fit
+from cnnkit.training.fit import fit, plan_budget
+from cnnkit.training.lock import run_folder_lock
 
 
 @dataclass
@@ -35,24 +39,30 @@ class RunResult:
     written: bool = True  # False on the other processes of a data-parallel run: only process 0 writes
 
 
-def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
+def _check_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``out`` this run may not write (a folder cnnkit did not make, a run that exists); change nothing."""
+    if resume or not run_dir.exists() or not any(run_dir.iterdir()):
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        is_run = (run_dir / artifact.CONFIG).is_file()
-        if not is_run:  # never delete a folder cnnkit did not make
-            raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: out={str(run_dir)!r}.",
-                              "Choose an empty or new out folder.", params="out")
-        if not overwrite:
-            unfinished = artifact.unfinished_run(run_dir)
-            if unfinished is None:
-                raise ConfigError(f"The run folder already holds a finished run. Received: out={str(run_dir)!r}.",
-                                  "Pass overwrite=True to replace it, or choose another out.", params=("overwrite", "out"))
-            raise ConfigError(f"The run folder holds an unfinished run ({unfinished}). Received: out={str(run_dir)!r}.",
-                              "Pass resume=True to continue it, overwrite=True to start it again, or choose another out.",
-                              params=("resume", "overwrite", "out"))
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / artifact.CONFIG).is_file():  # never delete a folder cnnkit did not make
+        raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: out={str(run_dir)!r}.",
+                          "Choose an empty or new out folder.", params="out")
+    if overwrite:
+        return
+    unfinished = artifact.unfinished_run(run_dir)
+    if unfinished is None:
+        raise ConfigError(f"The run folder already holds a finished run. Received: out={str(run_dir)!r}.",
+                          "Pass overwrite=True to replace it, or choose another out.", params=("overwrite", "out"))
+    raise ConfigError(f"The run folder holds an unfinished run ({unfinished}). Received: out={str(run_dir)!r}.",
+                      "Pass resume=True to continue it, overwrite=True to start it again, or choose another out.",
+                      params=("resume", "overwrite", "out"))
+
+
+def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Empty ``out`` (an old run, with ``overwrite``) and make it; :func:`_check_folder` said it may."""
+    if not resume:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -70,17 +80,43 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume. Received: resume=True.",
                               "Use it as it is (evaluate, predict, serve it), or train it again with overwrite=True "
                               "instead of resume=True.", params=("overwrite", "resume"))
-    config = config.resolve()
-    dataset = load_data(config)  # before touching the run folder: a bad path leaves nothing behind
+    # Before touching the run folder: a bad path leaves nothing behind. Recipe auto looks at the data here.
+    config, dataset, choice = prepare(config)
+    if choice:
+        print(choice)
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
+    class_weights(config.class_weight, dataset.y_train, dataset.class_names)  # a bad spec, before the folder
     # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
     with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
         build_model(get_preset(config.preset), input_shape=dataset.input_shape, num_classes=dataset.num_classes)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
+    with run_folder_lock(run_dir) if chief else contextlib.nullcontext():  # one writer per run folder
+        return _train_into(run_dir, config, dataset, resume=resume, overwrite=overwrite, verbose=verbose,
+                           chief=chief, choice=choice)
+
+
+def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume: bool, overwrite: bool,
+                verbose: int | str, chief: bool, choice: str = "") -> RunResult:
+    """Everything :func:`train` does once the run folder is this process's: write, fit, evaluate, report."""
+    if chief:
+        _check_folder(run_dir, resume, overwrite)
+    plan = None
+    if config.budget and not resume:  # a resumed run keeps the epochs its config.json recorded
+        config, plan = plan_budget(dataset, config)
+        print(plan.line())
     if chief:
         _prepare_folder(run_dir, resume, overwrite)
-        write_json(run_dir / artifact.CONFIG, {"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
-                                               "environment": artifact.environment()})
+        # A resumed run keeps what its first launch recorded (auto's choice, the budget's plan, the profile).
+        record = artifact.read_json(run_dir / artifact.CONFIG) if resume else {}
+        record.update({"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
+                       "environment": artifact.environment()})
+        if choice:
+            record["auto"] = choice
+        if plan:
+            record["budget_plan"] = plan.to_dict()
+        if dataset.profile is not None:
+            record["data_profile"] = dataset.profile.to_dict()
+        write_json(run_dir / artifact.CONFIG, record)
     print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
           f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:

@@ -1,0 +1,121 @@
+"""A time budget: measure the first steps, then plan the epochs so the whole schedule ends inside it.
+
+``--budget MINUTES`` is a plan, not a stop: a throwaway copy of the model trains a few batches to
+measure the time of a step, of validation and of a checkpoint on this machine, and the epoch count
+is set so that every epoch, with its learning-rate schedule run to its end, fits the budget
+(:func:`plan`). A budget shorter than one epoch plans one shorter epoch. The plan is printed and
+recorded in ``config.json`` (its epochs and steps become the run's, so ``--resume`` continues the
+same schedule). ``--max-minutes`` stays what it was: a hard stop at an epoch boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnkit.errors import ConfigError
+
+# Planned epochs are kept this far inside the budget: the measurement is of a few steps, and a
+# machine's speed drifts by about this much from minute to minute (benchmarks/RESULTS.md).
+MARGIN = 0.9
+PROBE_STEPS = 8  # timed training steps (after the untimed ones that trace and compile)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a budget buys on this machine: the epochs, and what they were planned from."""
+
+    budget_seconds: float
+    epochs: int
+    steps_per_epoch: int
+    step_seconds: float  # one training step
+    epoch_seconds: float  # an epoch of steps_per_epoch, with validation and its checkpoint
+    batch_size: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch_size / self.step_seconds if self.step_seconds else float("inf")
+
+    def line(self, now: datetime.datetime | None = None) -> str:
+        """One line for the console: the plan and when training should end."""
+        end = (now or datetime.datetime.now()) + datetime.timedelta(seconds=self.epochs * self.epoch_seconds)
+        return (f"Budget {self.budget_seconds / 60:g} min: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of "
+                f"{self.steps_per_epoch} steps, about {self.epoch_seconds:.1f} s each "
+                f"({self.images_per_second:,.0f} images/s in training); the schedule ends by {end:%H:%M:%S}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan's figures for config.json."""
+        return {**dataclasses.asdict(self), "images_per_second": round(self.images_per_second, 1)}
+
+
+def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, val_seconds: float,
+         checkpoint_seconds: float, batch_size: int, max_epochs: int) -> Plan:
+    """The most epochs (at most ``max_epochs``) whose whole schedule fits ``budget_seconds`` (times :data:`MARGIN`).
+
+    A budget that holds less than one epoch plans one epoch of fewer steps; one that holds less
+    than one step is a ConfigError.
+
+    Example:
+        >>> plan(60, step_seconds=0.1, steps_per_epoch=100, val_seconds=2, checkpoint_seconds=1,
+        ...      batch_size=32, max_epochs=50).epochs
+        4
+    """
+    usable = budget_seconds * MARGIN
+    epoch = step_seconds * steps_per_epoch + val_seconds + checkpoint_seconds
+    if usable >= epoch:
+        return Plan(budget_seconds, max(1, min(max_epochs, math.floor(usable / epoch + 1e-9))), steps_per_epoch,
+                    step_seconds, epoch, batch_size)
+    steps = math.floor((usable - val_seconds - checkpoint_seconds) / step_seconds + 1e-9) if step_seconds else 0
+    if steps < 1:
+        need = (step_seconds + val_seconds + checkpoint_seconds) / MARGIN
+        raise ConfigError(f"The budget is too small for one training step and its validation on this machine: "
+                          f"they take about {need:.1f} s. Received: budget={budget_seconds / 60:g} (minutes).",
+                          f"Set budget to at least {math.ceil(need / 6) / 10:g} minutes.", params="budget")
+    return Plan(budget_seconds, 1, steps, step_seconds, step_seconds * steps + val_seconds + checkpoint_seconds,
+                batch_size)
+
+
+def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: int, steps_per_execution: int,
+            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float]:
+    """Seconds of one training step, of validating one batch, and of one checkpoint, on ``model``.
+
+    ``train`` holds ``model.fit``'s data arguments, ``validation`` its validation data (a dataset, or
+    an ``(x, y)`` pair); the model's weights change (use a throwaway one).
+    """
+    steps = max(PROBE_STEPS, steps_per_execution) // steps_per_execution * steps_per_execution
+    warm = 2 * steps_per_execution
+    try:  # a feed that does not repeat (a folder read from the cache) holds this many batches
+        available = len(train["x"])
+    except TypeError:  # endless, or a generator
+        available = None
+    if available is not None:
+        steps, warm = max(1, min(steps, available - warm)), min(warm, max(1, available // 2))
+    data = {k: v for k, v in train.items() if k not in ("validation_data", "validation_batch_size")}
+    model.fit(**data, epochs=1, steps_per_epoch=warm, verbose=0)  # trace and compile
+    start = clock()
+    model.fit(**data, epochs=1, steps_per_epoch=steps, verbose=0)
+    step = (clock() - start) / steps
+    pair = validation if isinstance(validation, tuple) else (validation,)
+    evaluate = {"batch_size": batch_size} if isinstance(validation, tuple) else {}
+    model.evaluate(*pair, steps=1, verbose=0, **evaluate)  # trace the test function
+    start = clock()
+    model.evaluate(*pair, steps=2, verbose=0, **evaluate)
+    val_batch = (clock() - start) / 2
+    with tempfile.TemporaryDirectory(prefix="cnnkit-budget-") as tmp:
+        start = clock()
+        model.save(Path(tmp) / "probe.keras")
+        save = clock() - start
+    return step, val_batch, save
+
+
+def planned(config: Any, plan_: Plan) -> Any:
+    """``config`` with the plan's epochs (and steps, when one short epoch was planned) and without its budget."""
+    steps = plan_.steps_per_epoch if plan_.epochs == 1 and plan_.step_seconds else None
+    return dataclasses.replace(config, epochs=plan_.epochs, steps_per_epoch=steps or config.steps_per_epoch)

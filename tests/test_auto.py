@@ -1,0 +1,77 @@
+"""--recipe auto: the recipe, size and colour come from the data; whatever the user set wins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.datasets.photos import inspect_folder
+from cnnkit.training.auto import DEFAULT_BUDGET_MINUTES, choose_for_arrays, choose_for_folder, prepare
+from cnnkit.training.config import TrainConfig
+from helpers import MNIST_SUBSET, run_cli
+
+
+def _grey_digits(root, n=12, side=28):
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(root / f"{'ab'[i % 2]}{i}.png")
+    return root
+
+
+def _photos(root, n=12, size=(160, 120)):
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / f"{'ab'[i % 2]}{i}.jpg", quality=90)
+    return root
+
+
+def test_small_grey_images_stay_at_their_size_and_colour(tmp_path):
+    choice = choose_for_folder(inspect_folder(_grey_digits(tmp_path / "d")), TrainConfig(data=str(tmp_path / "d")))
+    assert (choice.preset, choice.image_size, choice.color_mode) == ("small", 28, "grayscale")
+    assert choice.reason == "12 images, median 28x28 grey, all the same size: small images, kept at 28x28 -> recipe small"
+
+
+def test_photos_get_the_photo_recipe_at_a_side_from_their_sizes(tmp_path):
+    choice = choose_for_folder(inspect_folder(_photos(tmp_path / "p")), TrainConfig(data=str(tmp_path / "p")))
+    assert (choice.preset, choice.image_size, choice.color_mode) == ("photo", 112, "rgb")  # 120 // 16 * 16
+    assert choice.reason.endswith("photos -> recipe photo at 112x112")
+
+
+def test_what_the_user_set_wins(tmp_path):
+    inspected = inspect_folder(_photos(tmp_path / "p"))
+    config = TrainConfig(data=str(tmp_path / "p"), image_size=64, color_mode="grayscale")
+    assert dataclasses.astuple(choose_for_folder(inspected, config))[:3] == ("photo", 64, "grayscale")
+    resolved, _, why = prepare(TrainConfig(data=str(tmp_path / "p"), preset="article-003", image_size=48))
+    assert (resolved.preset, resolved.image_size, why) == ("article-003", 48, "")
+
+
+def test_arrays_are_used_at_their_own_size():
+    from cnnkit.datasets import load
+
+    assert choose_for_arrays(load(str(MNIST_SUBSET))).preset == "small"
+    assert TrainConfig(data="mnist").resolve().preset == "fast"  # MNIST keeps its recipe
+
+
+def test_auto_plans_a_budget_unless_epochs_are_given(tmp_path):
+    folder = _grey_digits(tmp_path / "d", n=20)
+    config, dataset, why = prepare(TrainConfig(data=str(folder)))
+    assert config.budget == DEFAULT_BUDGET_MINUTES and why.endswith(f"budget {DEFAULT_BUDGET_MINUTES:g} min.")
+    assert dataset.input_shape == (28, 28, 1) and config.preset == "small"
+    config, _, why = prepare(TrainConfig(data=str(folder), epochs=3))
+    assert config.budget is None and config.epochs == 3 and why.endswith("; 3 epochs.")
+
+
+def test_train_says_what_auto_chose_and_records_it(tmp_path, capsys):
+    folder = _grey_digits(tmp_path / "d", n=24)
+    code, out, _ = run_cli(capsys, "train", folder, "--epochs", "1", "--out", tmp_path / "run")
+    assert code == 0, out
+    assert out.splitlines()[0].startswith("Recipe auto: 24 images, median 28x28 grey")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["preset"] == "small" and saved["auto"].startswith("Recipe auto: ")
+    assert saved["data_profile"]["width"] == [28, 28, 28] and saved["data_profile"]["modes"] == {"grey": 24}

@@ -1,0 +1,85 @@
+"""--budget: the planning arithmetic with a fake clock, and a real planned run whose schedule ends."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from cnnkit.errors import ConfigError
+from cnnkit.training.budget import MARGIN, Plan, measure, plan, planned
+from cnnkit.training.config import TrainConfig
+from helpers import MNIST_SUBSET, assert_clean_error, run_cli
+
+
+def test_plan_fills_the_budget_with_whole_epochs():
+    # An epoch: 100 steps of 0.1 s, 2 s of validation, 1 s of checkpoint = 13 s; 10 minutes * 0.9 hold 41.
+    chosen = plan(600, step_seconds=0.1, steps_per_epoch=100, val_seconds=2, checkpoint_seconds=1, batch_size=32,
+                  max_epochs=100)
+    assert chosen.epochs == int(600 * MARGIN // 13) == 41
+    assert chosen.epochs * chosen.epoch_seconds <= 600 * MARGIN < (chosen.epochs + 1) * chosen.epoch_seconds
+    assert chosen.images_per_second == pytest.approx(320)
+
+
+def test_plan_stops_at_the_recipes_most_epochs():
+    assert plan(3600, step_seconds=0.01, steps_per_epoch=10, val_seconds=0, checkpoint_seconds=0, batch_size=8,
+                max_epochs=30).epochs == 30
+
+
+def test_a_budget_below_one_epoch_plans_one_shorter_epoch():
+    chosen = plan(6, step_seconds=0.1, steps_per_epoch=100, val_seconds=0.4, checkpoint_seconds=0.2, batch_size=32,
+                  max_epochs=10)
+    assert (chosen.epochs, chosen.steps_per_epoch) == (1, 48)  # (6 * 0.9 - 0.6) / 0.1
+    assert planned(TrainConfig(epochs=60), chosen).steps_per_epoch == 48
+
+
+def test_a_budget_below_one_step_is_refused():
+    with pytest.raises(ConfigError, match=r"too small for one training step .*Received: budget=0\.001 \(minutes\)") as info:
+        plan(0.06, step_seconds=0.5, steps_per_epoch=10, val_seconds=0.2, checkpoint_seconds=0.1, batch_size=8,
+             max_epochs=5)
+    assert info.value.params == ("budget",) and "Set budget to at least 0.1 minutes" in info.value.hint
+
+
+def test_plan_line_says_when_the_schedule_ends():
+    import datetime
+
+    chosen = Plan(120, epochs=4, steps_per_epoch=10, step_seconds=0.5, epoch_seconds=25, batch_size=32)
+    line = chosen.line(datetime.datetime(2026, 11, 30, 12, 0, 0))
+    assert line == ("Budget 2 min: 4 epochs of 10 steps, about 25.0 s each (64 images/s in training); "
+                    "the schedule ends by 12:01:40.")
+
+
+def test_measure_reads_the_clock_around_the_timed_calls():
+    from cnnkit._backend import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", steps_per_execution=1)
+    x, y = np.zeros((64, 4), np.float32), np.zeros(64, np.int64)
+    ticks = itertools.count(0.0, 0.5)  # a fake clock: every reading half a second after the last
+    step, val_batch, save = measure(model, {"x": x, "y": y, "batch_size": 4}, (x, y), batch_size=4,
+                                    steps_per_execution=1, clock=lambda: next(ticks))
+    # Each timed span is one tick: 8 training steps, 2 validation batches, 1 save.
+    assert (step, val_batch, save) == (0.5 / 8, 0.5 / 2, 0.5)
+
+
+def test_a_planned_run_records_its_plan_and_runs_its_schedule_to_the_end(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", MNIST_SUBSET, "--recipe", "small", "--budget", "0.15", "--train-limit",
+                           "1200", "--test-limit", "200", "--out", tmp_path / "run")
+    assert code == 0, out
+    plan_line = next(line for line in out.splitlines() if line.startswith("Budget 0.15 min: "))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    epochs = saved["budget_plan"]["epochs"]
+    assert saved["train"]["epochs"] == epochs and f"{epochs} epoch" in plan_line and saved["train"]["budget"] == 0.15
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history["loss"]) == epochs
+    assert history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-7)  # warm-up + cosine: decayed to its end
+
+
+def test_budget_too_small_for_one_step_is_one_error_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", MNIST_SUBSET, "--recipe", "small", "--budget", "0.00001",
+                           "--train-limit", "600", "--test-limit", "100", "--out", tmp_path / "run")
+    assert_clean_error(code, err, "The budget is too small for one training step", "Hint: Set --budget to at least")
+    assert not (tmp_path / "run").exists()
