@@ -176,9 +176,9 @@ def _folder_options(args: argparse.Namespace) -> dict:
     config = _config(args, args.data)
     if not config.is_folder:
         return {}
-    from cnnkit.presets import get_preset
+    from cnnkit.training.auto import folder_options
 
-    return config.folder_options(get_preset(config.preset or "photo"))
+    return folder_options(config)
 
 
 @command

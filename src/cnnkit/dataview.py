@@ -109,7 +109,8 @@ def verify(data: str, **folder_options: Any) -> tuple[str, int]:
                                      color_mode=folder_options.get("color_mode", "rgb"),
                                      resize=folder_options.get("resize", "stretch"),
                                      label_regex=folder_options.get("label_regex"),
-                                     near_duplicates=folder_options.get("near_duplicates", "group"))
+                                     near_duplicates=folder_options.get("near_duplicates", "group"),
+                                     inspected=folder_options.get("inspected"))
     index, profile = inspected.index, inspected.profile
     bad = len(index.skipped) + len(decoded.errors)
     lines = [index.report(), *profile.lines(), decode_report(index, decoded),

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from cnnkit import datasets
 from cnnkit.datasets import Dataset
 from cnnkit.datasets.photos import Inspected, inspect_folder
+from cnnkit.presets import get_preset
 from cnnkit.training.config import TrainConfig, load_data
 
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
@@ -64,6 +66,17 @@ def choose_for_arrays(dataset: Dataset) -> Choice:
     if max(height, width) <= SMALL_SIDE:
         return Choice("small", None, None, f"arrays of {width}x{height} {kind} images: small images -> recipe small")
     return Choice("photo", None, None, f"arrays of {width}x{height} {kind} images: photos -> recipe photo")
+
+
+def folder_options(config: TrainConfig) -> dict[str, Any]:
+    """The folder options ``cnnkit train`` would use for ``config`` (auto's size and colour included), so
+    that ``cnnkit show`` and ``verify`` decode what training will and share its pixel cache."""
+    if config.preset not in (None, "auto"):
+        return config.folder_options(get_preset(config.preset))
+    inspected = inspect_folder(config.data, label_regex=config.label_regex)
+    choice = choose_for_folder(inspected, config)
+    chosen = dataclasses.replace(config, image_size=choice.image_size, color_mode=choice.color_mode)
+    return {**chosen.folder_options(get_preset(choice.preset)), "inspected": inspected}
 
 
 def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
