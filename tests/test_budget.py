@@ -15,11 +15,12 @@ from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 
 def test_plan_fills_the_budget_with_whole_epochs():
-    # An epoch: 100 steps of 0.1 s, 2 s of validation, 1 s of checkpoint = 13 s; 10 minutes * 0.9 hold 41.
+    # An epoch: 100 steps of 0.1 s, 2 s of validation, 1 s of checkpoint = 13 s; 10 minutes * 0.95, less 9 s
+    # of tracing, hold 43 of them.
     chosen = plan(600, step_seconds=0.1, steps_per_epoch=100, val_seconds=2, checkpoint_seconds=1, batch_size=32,
-                  max_epochs=100)
-    assert chosen.epochs == int(600 * MARGIN // 13) == 41
-    assert chosen.epochs * chosen.epoch_seconds <= 600 * MARGIN < (chosen.epochs + 1) * chosen.epoch_seconds
+                  max_epochs=100, start_seconds=9)
+    assert chosen.epochs == int((600 * MARGIN - 9) // 13) == 43
+    assert 9 + chosen.epochs * chosen.epoch_seconds <= 600 * MARGIN < 9 + (chosen.epochs + 1) * chosen.epoch_seconds
     assert chosen.images_per_second == pytest.approx(320)
 
 
@@ -31,8 +32,8 @@ def test_plan_stops_at_the_recipes_most_epochs():
 def test_a_budget_below_one_epoch_plans_one_shorter_epoch():
     chosen = plan(6, step_seconds=0.1, steps_per_epoch=100, val_seconds=0.4, checkpoint_seconds=0.2, batch_size=32,
                   max_epochs=10)
-    assert (chosen.epochs, chosen.steps_per_epoch) == (1, 48)  # (6 * 0.9 - 0.6) / 0.1
-    assert planned(TrainConfig(epochs=60), chosen).steps_per_epoch == 48
+    assert (chosen.epochs, chosen.steps_per_epoch) == (1, 51)  # (6 * 0.95 - 0.6) / 0.1
+    assert planned(TrainConfig(epochs=60), chosen).steps_per_epoch == 51
 
 
 def test_a_budget_below_one_step_is_refused():
@@ -45,10 +46,11 @@ def test_a_budget_below_one_step_is_refused():
 def test_plan_line_says_when_the_schedule_ends():
     import datetime
 
-    chosen = Plan(120, epochs=4, steps_per_epoch=10, step_seconds=0.5, epoch_seconds=25, batch_size=32)
+    chosen = Plan(120, epochs=4, steps_per_epoch=10, step_seconds=0.5, epoch_seconds=25, batch_size=32,
+                  start_seconds=5)
     line = chosen.line(datetime.datetime(2026, 11, 30, 12, 0, 0))
     assert line == ("Budget 2 min: 4 epochs of 10 steps, about 25.0 s each (64 images/s in training); "
-                    "the schedule ends by 12:01:40.")
+                    "the schedule ends by 12:01:45.")
 
 
 def test_measure_reads_the_clock_around_the_timed_calls():
@@ -59,10 +61,11 @@ def test_measure_reads_the_clock_around_the_timed_calls():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", steps_per_execution=1)
     x, y = np.zeros((64, 4), np.float32), np.zeros(64, np.int64)
     ticks = itertools.count(0.0, 0.5)  # a fake clock: every reading half a second after the last
-    step, val_batch, save = measure(model, {"x": x, "y": y, "batch_size": 4}, (x, y), batch_size=4,
-                                    steps_per_execution=1, clock=lambda: next(ticks))
-    # Each timed span is one tick: 8 training steps, 2 validation batches, 1 save.
-    assert (step, val_batch, save) == (0.5 / 8, 0.5 / 2, 0.5)
+    step, val_batch, save, first = measure(model, {"x": x, "y": y, "batch_size": 4}, (x, y), batch_size=4,
+                                           steps_per_execution=1, clock=lambda: next(ticks))
+    # Each timed span is one tick: 2 warm-up steps, 8 training steps, the test step's trace, 2 validation
+    # batches, 1 save; the first calls cost their tick each, less the 2 steps' worth of work in them.
+    assert (step, val_batch, save, first) == (0.5 / 8, 0.5 / 2, 0.5, 0.5 + 0.5 - 2 * 0.5 / 8)
 
 
 def test_a_planned_run_records_its_plan_and_runs_its_schedule_to_the_end(tmp_path, capsys):

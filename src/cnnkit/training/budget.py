@@ -23,8 +23,8 @@ from typing import Any
 from cnnkit.errors import ConfigError
 
 # Planned epochs are kept this far inside the budget: the measurement is of a few steps, and a
-# machine's speed drifts by about this much from minute to minute (benchmarks/RESULTS.md).
-MARGIN = 0.9
+# machine's speed drifts by a few per cent from minute to minute (benchmarks/RESULTS.md).
+MARGIN = 0.95
 PROBE_STEPS = 8  # timed training steps (after the untimed ones that trace and compile)
 
 
@@ -38,6 +38,7 @@ class Plan:
     step_seconds: float  # one training step
     epoch_seconds: float  # an epoch of steps_per_epoch, with validation and its checkpoint
     batch_size: int
+    start_seconds: float = 0.0  # once per run: tracing and compiling the train and test steps
 
     @property
     def images_per_second(self) -> float:
@@ -45,7 +46,8 @@ class Plan:
 
     def line(self, now: datetime.datetime | None = None) -> str:
         """One line for the console: the plan and when training should end."""
-        end = (now or datetime.datetime.now()) + datetime.timedelta(seconds=self.epochs * self.epoch_seconds)
+        end = (now or datetime.datetime.now()) + datetime.timedelta(
+            seconds=self.start_seconds + self.epochs * self.epoch_seconds)
         return (f"Budget {self.budget_seconds / 60:g} min: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of "
                 f"{self.steps_per_epoch} steps, about {self.epoch_seconds:.1f} s each "
                 f"({self.images_per_second:,.0f} images/s in training); the schedule ends by {end:%H:%M:%S}.")
@@ -56,8 +58,10 @@ class Plan:
 
 
 def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, val_seconds: float,
-         checkpoint_seconds: float, batch_size: int, max_epochs: int) -> Plan:
+         checkpoint_seconds: float, batch_size: int, max_epochs: int, start_seconds: float = 0.0) -> Plan:
     """The most epochs (at most ``max_epochs``) whose whole schedule fits ``budget_seconds`` (times :data:`MARGIN`).
+
+    ``start_seconds`` is paid once (tracing the train and test steps), before the first epoch.
 
     A budget that holds less than one epoch plans one epoch of fewer steps; one that holds less
     than one step is a ConfigError.
@@ -67,24 +71,25 @@ def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, va
         ...      batch_size=32, max_epochs=50).epochs
         4
     """
-    usable = budget_seconds * MARGIN
+    usable = budget_seconds * MARGIN - start_seconds
     epoch = step_seconds * steps_per_epoch + val_seconds + checkpoint_seconds
     if usable >= epoch:
         return Plan(budget_seconds, max(1, min(max_epochs, math.floor(usable / epoch + 1e-9))), steps_per_epoch,
-                    step_seconds, epoch, batch_size)
+                    step_seconds, epoch, batch_size, start_seconds)
     steps = math.floor((usable - val_seconds - checkpoint_seconds) / step_seconds + 1e-9) if step_seconds else 0
     if steps < 1:
-        need = (step_seconds + val_seconds + checkpoint_seconds) / MARGIN
+        need = (start_seconds + step_seconds + val_seconds + checkpoint_seconds) / MARGIN
         raise ConfigError(f"The budget is too small for one training step and its validation on this machine: "
                           f"they take about {need:.1f} s. Received: budget={budget_seconds / 60:g} (minutes).",
                           f"Set budget to at least {math.ceil(need / 6) / 10:g} minutes.", params="budget")
     return Plan(budget_seconds, 1, steps, step_seconds, step_seconds * steps + val_seconds + checkpoint_seconds,
-                batch_size)
+                batch_size, start_seconds)
 
 
 def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: int, steps_per_execution: int,
-            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float]:
-    """Seconds of one training step, of validating one batch, and of one checkpoint, on ``model``.
+            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float, float]:
+    """Seconds of one training step, of validating one batch, of one checkpoint, and of the first calls
+    (tracing and compiling the train and test steps, paid once per run), on ``model``.
 
     ``train`` holds ``model.fit``'s data arguments, ``validation`` its validation data (a dataset, or
     an ``(x, y)`` pair); the model's weights change (use a throwaway one).
@@ -98,13 +103,17 @@ def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: i
     if available is not None:
         steps, warm = max(1, min(steps, available - warm)), min(warm, max(1, available // 2))
     data = {k: v for k, v in train.items() if k not in ("validation_data", "validation_batch_size")}
+    start = clock()
     model.fit(**data, epochs=1, steps_per_epoch=warm, verbose=0)  # trace and compile
+    first = clock() - start
     start = clock()
     model.fit(**data, epochs=1, steps_per_epoch=steps, verbose=0)
     step = (clock() - start) / steps
     pair = validation if isinstance(validation, tuple) else (validation,)
     evaluate = {"batch_size": batch_size} if isinstance(validation, tuple) else {}
+    start = clock()
     model.evaluate(*pair, steps=1, verbose=0, **evaluate)  # trace the test function
+    first += clock() - start
     start = clock()
     model.evaluate(*pair, steps=2, verbose=0, **evaluate)
     val_batch = (clock() - start) / 2
@@ -112,7 +121,7 @@ def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: i
         start = clock()
         model.save(Path(tmp) / "probe.keras")
         save = clock() - start
-    return step, val_batch, save
+    return step, val_batch, save, max(0.0, first - warm * step)
 
 
 def planned(config: Any, plan_: Plan) -> Any:

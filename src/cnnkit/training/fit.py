@@ -153,9 +153,10 @@ def plan_budget(dataset: Dataset, config: TrainConfig) -> tuple[TrainConfig, Pla
                         precision=config.precision or "float32")
     compile_model(model, preset, config, steps)
     inputs, _ = fit_inputs(split, dataclasses.replace(config, steps_per_epoch=1))  # arrays: an endless feed
-    step, val_batch, save = measure(model, inputs, inputs["validation_data"], batch_size=config.batch_size,
-                                    steps_per_execution=preset.steps_per_execution)
+    step, val_batch, save, first = measure(model, inputs, inputs["validation_data"], batch_size=config.batch_size,
+                                           steps_per_execution=preset.steps_per_execution)
     val_steps = math.ceil(len(split.x_val) / config.batch_size)
     chosen = plan(config.budget * 60, step_seconds=step, steps_per_epoch=steps, val_seconds=val_batch * val_steps,
-                  checkpoint_seconds=save, batch_size=config.batch_size, max_epochs=preset.max_epochs or preset.epochs)
+                  checkpoint_seconds=save, batch_size=config.batch_size, max_epochs=preset.max_epochs or preset.epochs,
+                  start_seconds=first)
     return planned(config, chosen), chosen
