@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 
 from cnnkit.datasets.photos import inspect_folder
-from cnnkit.training.auto import DEFAULT_BUDGET_MINUTES, choose_for_arrays, choose_for_folder, prepare
+from cnnkit.training import fit
+from cnnkit.training.auto import DEFAULT_BUDGET_MINUTES, choose_for_arrays, choose_for_folder, fit_side, prepare
+from cnnkit.training.budget import Plan
 from cnnkit.training.config import TrainConfig
 from helpers import MNIST_SUBSET, run_cli
 
@@ -49,6 +51,31 @@ def test_what_the_user_set_wins(tmp_path):
     assert dataclasses.astuple(choose_for_folder(inspected, config))[:3] == ("photo", 64, "grayscale")
     resolved, _, why = prepare(TrainConfig(data=str(tmp_path / "p"), preset="article-003", image_size=48))
     assert (resolved.preset, resolved.image_size, why) == ("article-003", 48, "")
+
+
+def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
+    inspected = inspect_folder(_photos(tmp_path / "p", size=(300, 200)))
+    config = TrainConfig(data=str(tmp_path / "p"))
+    choice = choose_for_folder(inspected, config)
+    assert choice.image_size == 128
+    seen = []
+
+    def fake_probe(trial, input_shape, num_classes, n_train, n_val):  # the clock, not the choice, is faked
+        seen.append((input_shape, num_classes, trial.budget))
+        return Plan(trial.budget * 60, epochs, 1, 0.1, 1.0, 32)
+
+    monkeypatch.setattr(fit, "probe_plan", fake_probe)
+    epochs = 60  # the recipe's own epochs fit: the side stays
+    assert fit_side(choice, inspected, config, 10.0) == choice
+    assert seen == [((128, 128, 3), 2, 10.0)]
+    epochs = 15  # a quarter of them: half the side
+    smaller = fit_side(choice, inspected, config, 10.0)
+    assert smaller.image_size == 64 and "at 64x64" in smaller.reason
+    assert "the 10-minute budget holds 15 of the recipe's 60 epochs, so 64x64" in smaller.reason
+    epochs = 1  # never below MIN_PHOTO_SIDE
+    assert fit_side(choice, inspected, config, 1.0).image_size == 64
+    epochs = 40  # sqrt(40/60) * 128 = 104.5 -> 96
+    assert fit_side(choice, inspected, config, 10.0).image_size == 96
 
 
 def test_arrays_are_used_at_their_own_size():

@@ -4,8 +4,9 @@
 - Small images (longer native side at most :data:`SMALL_SIDE`: digits, icons, CIFAR-like arrays)
   stay at their native size and colour (a 28x28 grey folder trains as 28x28x1) with the
   ``small`` recipe.
-- Photos get the ``photo`` recipe at a side chosen from their native sizes: the median shorter
-  side rounded down to a multiple of 16, between 32 and the recipe's own 128.
+- Photos get the ``photo`` recipe at a side chosen from their native sizes (the median shorter
+  side rounded down to a multiple of 16, between 32 and the recipe's own 128), made smaller when
+  the budget would not hold the recipe's own epochs at that side (:func:`fit_side`).
 - Unless ``--epochs`` is given, the epochs are planned to fill :data:`DEFAULT_BUDGET_MINUTES` of
   training (:mod:`cnnkit.training.budget`).
 
@@ -17,6 +18,7 @@ in one printed line and in ``config.json``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from cnnkit.training.config import TrainConfig, load_data
 
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
 PHOTO_SIDES = (32, 128)  # the photo recipe's side, from the photos' median shorter side
+MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
 # auto's budget: on 2 CPU cores, 70,000 28x28 digits train to 99.3 % and the weather photos to about
 # 90 % inside it (benchmarks/RESULTS.md); a practitioner gets an answer while making coffee.
 DEFAULT_BUDGET_MINUTES = 10.0
@@ -68,6 +71,36 @@ def choose_for_arrays(dataset: Dataset) -> Choice:
     return Choice("photo", None, None, f"arrays of {width}x{height} {kind} images: photos -> recipe photo")
 
 
+def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: float) -> Choice:
+    """``choice`` at a smaller side when the budget would not hold the recipe's own epochs at its side.
+
+    The time of an epoch at the chosen side is measured on random pixels (:func:`probe_plan`: nothing
+    is decoded yet); an epoch's work grows with the pixels, so the side shrinks with the square root
+    of the epochs missing, to a multiple of 16 and no less than :data:`MIN_PHOTO_SIDE`.
+    """
+    from cnnkit.training.fit import probe_plan  # Keras: only when a budget is planned
+
+    preset = get_preset(choice.preset)
+    n = int(inspected.profile.readable.sum())
+    classes = len(inspected.index.class_names)
+    n_train = (config.train_per_class * classes if config.train_per_class
+               else int(n * (1 - config.test_fraction - config.val_fraction)))
+    n_val = int(n * config.val_fraction)
+    side, channels = choice.image_size, 3 if choice.color_mode == "rgb" else 1
+    trial = dataclasses.replace(config, preset=choice.preset, image_size=side, color_mode=choice.color_mode,
+                                budget=budget).resolve()
+    epochs = probe_plan(trial, (side, side, channels), classes, max(1, n_train), max(1, n_val)).epochs
+    if epochs >= preset.epochs:
+        return choice
+    smaller = max(MIN_PHOTO_SIDE, int(side * math.sqrt(epochs / preset.epochs)) // 16 * 16)
+    if smaller >= side:
+        return choice
+    why = (f"; at {side}x{side} the {budget:g}-minute budget holds {epochs} of the recipe's {preset.epochs} epochs, "
+           f"so {smaller}x{smaller}")
+    return dataclasses.replace(choice, image_size=smaller,
+                               reason=choice.reason.replace(f"at {side}x{side}", f"at {smaller}x{smaller}") + why)
+
+
 def folder_options(config: TrainConfig) -> dict[str, Any]:
     """The folder options ``cnnkit train`` would use for ``config`` (auto's size and colour included), so
     that ``cnnkit show`` and ``verify`` decode what training will and share its pixel cache."""
@@ -91,13 +124,15 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
         config = config.resolve()
         return config, load_data(config), ""
     inspected = None
+    several = (config.num_processes or 1) > 1  # each process would plan from its own clock: epochs instead
+    budget = config.budget if config.budget is not None or config.epochs or several else DEFAULT_BUDGET_MINUTES
     if config.is_folder:
         inspected = inspect_folder(config.data, label_regex=config.label_regex)
         choice = choose_for_folder(inspected, config)
+        if choice.preset == "photo" and budget and config.image_size is None:
+            choice = fit_side(choice, inspected, config, budget)
     else:
         choice = choose_for_arrays(datasets.load(config.data))
-    several = (config.num_processes or 1) > 1  # each process would plan from its own clock: epochs instead
-    budget = config.budget if config.budget is not None or config.epochs or several else DEFAULT_BUDGET_MINUTES
     config = dataclasses.replace(config, preset=choice.preset, image_size=choice.image_size,
                                  color_mode=choice.color_mode, budget=budget).resolve()
     plan = f"; budget {budget:g} min" if budget else f"; {config.epochs} epochs"

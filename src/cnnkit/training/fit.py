@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnkit import _backend, artifact
 from cnnkit._backend import keras
 from cnnkit.datasets import Dataset, Split, stratified_split
@@ -144,19 +146,36 @@ def plan_budget(dataset: Dataset, config: TrainConfig) -> tuple[TrainConfig, Pla
     A throwaway model of the recipe trains a few batches of this dataset to measure a step, a
     validation pass and a checkpoint on this machine.
     """
-    preset = get_preset(config.preset)
     split = split_dataset(dataset, config)
-    full = math.ceil(len(split.x_train) / config.batch_size)
+    chosen = _measured_plan(config, split, dataset.input_shape, dataset.num_classes, len(split.x_train),
+                            len(split.x_val))
+    return planned(config, chosen), chosen
+
+
+def probe_plan(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int, n_train: int,
+               n_val: int) -> Plan:
+    """The plan for ``n_train`` training images of ``input_shape``, measured on random pixels: what a budget
+    buys before any image is decoded (recipe auto chooses the photos' side with it)."""
+    rng = np.random.default_rng(config.seed)
+    rows = min(n_train, 24 * config.batch_size)
+    x = rng.integers(0, 256, (rows, *input_shape), dtype=np.uint8)
+    y = rng.integers(0, num_classes, rows).astype(np.int64)
+    split = Split(x, y, x[:config.batch_size * 2], y[:config.batch_size * 2])
+    return _measured_plan(config, split, input_shape, num_classes, n_train, n_val)
+
+
+def _measured_plan(config: TrainConfig, split: Split, input_shape: tuple[int, ...], num_classes: int,
+                   n_train: int, n_val: int) -> Plan:
+    preset = get_preset(config.preset)
+    full = math.ceil(n_train / config.batch_size)
     steps = min(full, config.steps_per_epoch) if config.steps_per_epoch else full
     keras.utils.set_random_seed(config.seed)
-    model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+    model = build_model(preset, input_shape=tuple(input_shape), num_classes=num_classes,
                         precision=config.precision or "float32")
     compile_model(model, preset, config, steps)
     inputs, _ = fit_inputs(split, dataclasses.replace(config, steps_per_epoch=1))  # arrays: an endless feed
     step, val_batch, save, first = measure(model, inputs, inputs["validation_data"], batch_size=config.batch_size,
                                            steps_per_execution=preset.steps_per_execution)
-    val_steps = math.ceil(len(split.x_val) / config.batch_size)
-    chosen = plan(config.budget * 60, step_seconds=step, steps_per_epoch=steps, val_seconds=val_batch * val_steps,
-                  checkpoint_seconds=save, batch_size=config.batch_size, max_epochs=preset.max_epochs or preset.epochs,
-                  start_seconds=first)
-    return planned(config, chosen), chosen
+    return plan(config.budget * 60, step_seconds=step, steps_per_epoch=steps,
+                val_seconds=val_batch * math.ceil(n_val / config.batch_size), checkpoint_seconds=save,
+                batch_size=config.batch_size, max_epochs=preset.max_epochs or preset.epochs, start_seconds=first)
