@@ -67,7 +67,7 @@ def test_every_kind_of_copy_is_found_and_kept_in_one_split(photo_folder):
     for seed in range(4):  # whatever the draw, the group moves as one
         dataset = load_folder(photo_folder, image_size=64, seed=seed, test_fraction=0.3)
         assert len(dataset.profile.groups) == 1, dataset.report
-        assert "Near-duplicates: 1 groups of look-alike images (each kept whole in one split):" in dataset.report
+        assert "Near-duplicates: 1 group of look-alike images (each kept whole in one split):" in dataset.report
         listed = next(line for line in dataset.report.splitlines() if line.startswith("  sky/") and " = " in line)
         for name in ("resized", "reencoded", "png", "rotated_exif", "cropped"):
             assert f"copy_{name}" in listed
@@ -121,7 +121,7 @@ def test_tiny_images_are_not_hashed(tmp_path):
 
 def test_verify_lists_the_groups(photo_folder, capsys):
     code, out, _ = run_cli(capsys, "verify", photo_folder)
-    assert "Near-duplicates: 1 groups of look-alike images" in out and "copy_cropped.jpg" in out
+    assert "Near-duplicates: 1 group of look-alike images" in out and "copy_cropped.jpg" in out
     assert "Native sizes (min / median / max):" in out and "Class balance: largest / smallest class" in out
 
 

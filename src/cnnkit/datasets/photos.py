@@ -98,7 +98,7 @@ def near_duplicates_report(index: FolderIndex, groups: list[list[int]], action: 
     """Every near-duplicate group, one per line (``action``: what was done with it)."""
     if not groups:
         return "Near-duplicates: none found."
-    lines = [f"Near-duplicates: {len(groups)} groups of look-alike images ({action}):"]
+    lines = [f"Near-duplicates: {len(groups)} group{'s' * (len(groups) != 1)} of look-alike images ({action}):"]
     for group in groups:
         names = {index.class_names[index.labels[i]] for i in group}
         clash = f"  (labels differ: {', '.join(sorted(names))})" if len(names) > 1 else ""

@@ -108,8 +108,7 @@ class DataProfile:
                  f"Class balance: largest / smallest class = {self.imbalance_ratio:.2f}"]
         if self.groups:
             copies = sum(len(g) for g in self.groups)
-            lines.append(f"Near-duplicates: {len(self.groups)} groups of look-alike images ({copies} images), "
-                         "each kept in one split")
+            lines.append(f"Near-duplicates: {len(self.groups)} group{'s' * (len(self.groups) != 1)} of look-alike images ({copies} images)")
         return lines
 
     def to_dict(self) -> dict[str, Any]:

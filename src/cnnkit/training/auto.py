@@ -103,7 +103,10 @@ def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: 
 
 def folder_options(config: TrainConfig) -> dict[str, Any]:
     """The folder options ``cnnkit train`` would use for ``config`` (auto's size and colour included), so
-    that ``cnnkit show`` and ``verify`` decode what training will and share its pixel cache."""
+    that ``cnnkit show`` and ``verify`` decode what training will and share its pixel cache.
+
+    A budget that shrinks the photos' side (:func:`fit_side`) is not timed here: ``show`` and ``verify``
+    load no Keras, so they decode at the side the photos themselves suggest."""
     if config.preset not in (None, "auto"):
         return config.folder_options(get_preset(config.preset))
     inspected = inspect_folder(config.data, label_regex=config.label_regex)
