@@ -4,7 +4,8 @@ For each seed, cnnkit's own split of the weather folder (20 % test, 10 % validat
 groups kept whole) is written as a pre-split folder of links (`train/ val/ test/`), with the
 minority class's *training* images cut to a tenth (seeded); validation and test keep every image,
 so its recall is measured on all of its test photos. Both settings train the same folder with
-recipe auto and the same budget, each in its own `cnnkit train` process.
+recipe auto, each in its own `cnnkit train` process: `none` plans the epochs and side for the budget,
+and `auto` trains the same epochs at the same side, so a pair differs in its class weights alone.
 
     .venv/bin/python benchmarks/imbalance.py ../shared/datasets/weather --seeds 0 1 2 --budget 5
 """
@@ -12,6 +13,7 @@ recipe auto and the same budget, each in its own `cnnkit train` process.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
@@ -36,8 +38,6 @@ def presplit(source: Path, seed: int, minority: str, keep: float, target: Path) 
     index, groups = inspected.index, inspected.profile.groups
     usable = np.flatnonzero(decoded.ok)
     position = {int(r): k for k, r in enumerate(usable)}
-    import dataclasses
-
     kept = dataclasses.replace(index, paths=[index.paths[i] for i in usable], labels=index.labels[usable],
                                presplit=[None] * len(usable), sha256=[index.sha256[i] for i in usable])
     splits = split_index(kept, seed=seed, groups=[[position[i] for i in g if i in position] for g in groups])
@@ -60,10 +60,10 @@ def presplit(source: Path, seed: int, minority: str, keep: float, target: Path) 
     return counts
 
 
-def train(folder: Path, seed: int, weight: str, budget: float) -> dict:
+def train(folder: Path, seed: int, weight: str, plan: list[str]) -> dict:
     run = OUT / f"imbalance-{weight}-seed{seed}"
     command = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--seed", str(seed),
-               "--class-weight", weight, "--budget", str(budget), "--out", str(run), "--overwrite"]
+               "--class-weight", weight, *plan, "--out", str(run), "--overwrite"]
     print("$", " ".join(command), flush=True)
     done = subprocess.run(command, text=True, capture_output=True)
     if done.returncode:
@@ -71,9 +71,10 @@ def train(folder: Path, seed: int, weight: str, budget: float) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     recall = {row["class"]: row["recall"] for row in metrics["per_class"]}
     line = next((l for l in done.stdout.splitlines() if l.startswith("Class weights:")), "")
+    config = json.loads((run / "config.json").read_text())["train"]
     return {"seed": seed, "class_weight": weight, "weights": line, "test_accuracy": metrics["test_accuracy"],
             "balanced_accuracy": metrics["balanced_accuracy"], "recall": recall, "epochs": metrics["epochs"],
-            "train_seconds": metrics["train_seconds"]}
+            "image_size": config["image_size"], "train_seconds": metrics["train_seconds"]}
 
 
 def main() -> None:
@@ -89,9 +90,13 @@ def main() -> None:
         folder = OUT / f"imbalance-folder-seed{seed}"
         splits[seed] = presplit(args.folder.resolve(), seed, args.minority, args.keep, folder)
         print(json.dumps({"seed": seed, **splits[seed]}), flush=True)
-        for weight in ("none", "auto"):
-            rows.append(train(folder, seed, weight, args.budget))
-            print(json.dumps(rows[-1]), flush=True)
+        # "none" plans the budget (auto's side and epochs); "auto" trains exactly that, so the pair differs
+        # in the weights alone, not in what two clock readings planned.
+        rows.append(train(folder, seed, "none", ["--budget", str(args.budget)]))
+        print(json.dumps(rows[-1]), flush=True)
+        same = ["--epochs", str(rows[-1]["epochs"]), "--image-size", str(rows[-1]["image_size"])]
+        rows.append(train(folder, seed, "auto", same))
+        print(json.dumps(rows[-1]), flush=True)
     save("imbalance", minority=args.minority, keep=args.keep, budget=args.budget, splits=splits, rows=rows)
     print(f"| class weight | seeds | balanced accuracy (mean) | {args.minority} recall (mean) | accuracy (mean) |")
     print("|---|---|---|---|---|")

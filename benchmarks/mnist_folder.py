@@ -66,9 +66,9 @@ def main() -> None:
 
     row = {"seed": args.seed, "auto": config.get("auto"), "input_shape": read_metadata(run)["input_shape"],
            "data_profile": config.get("data_profile"), "preset": config["train"]["preset"],
-        "epochs": metrics["epochs"], "budget_minutes": config["train"]["budget"], "plan": config.get("budget_plan"),
-        "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
-        "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb)}
+           "epochs": metrics["epochs"], "budget_minutes": config["train"]["budget"], "plan": config.get("budget_plan"),
+           "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+           "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb)}
     save(f"mnist_folder_seed{args.seed}", row=row)
     print(json.dumps(row, indent=2))
 

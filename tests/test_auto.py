@@ -13,7 +13,7 @@ from cnnkit.training import fit
 from cnnkit.training.auto import DEFAULT_BUDGET_MINUTES, choose_for_arrays, choose_for_folder, fit_side, prepare
 from cnnkit.training.budget import Plan
 from cnnkit.training.config import TrainConfig
-from helpers import MNIST_SUBSET, run_cli
+from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 
 def _grey_digits(root, n=12, side=28):
@@ -102,3 +102,28 @@ def test_train_says_what_auto_chose_and_records_it(tmp_path, capsys):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["preset"] == "small" and saved["auto"].startswith("Recipe auto: ")
     assert saved["data_profile"]["width"] == [28, 28, 28] and saved["data_profile"]["modes"] == {"grey": 24}
+
+
+def test_mixed_sizes_under_an_image_size_the_recipe_cannot_hold(tmp_path, capsys):
+    """Photos of many sizes, squeezed to a side the recipe's pooling takes to nothing: one error, no run folder."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i, size in enumerate([(40, 30), (200, 150), (640, 480), (97, 311)] * 3):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{'ab'[i % 2]}{i}.jpg")
+    code, _, err = run_cli(capsys, "train", folder, "--image-size", "4", "--out", tmp_path / "run")
+    assert_clean_error(code, err, "Expected an image size between 8 and 1024 pixels. Received: image_size=4.")
+    code, _, err = run_cli(capsys, "train", folder, "--recipe", "article-003", "--image-size", "32",
+                           "--out", tmp_path / "run")
+    assert_clean_error(code, err, "The input is too small for the layers of article-003",
+                       "Hint: Use an --image-size of at least 48.")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
+    folder = _grey_digits(tmp_path / "d", n=12)
+    for extra in list(folder.glob("b*.png"))[1:]:
+        extra.unlink()  # class b keeps one image
+    code, _, err = run_cli(capsys, "train", folder, "--epochs", "1", "--out", tmp_path / "run")
+    assert_clean_error(code, err, "Expected at least 2 images in every class", "Received: 'b' has 1", "Hint: Add images")
+    assert not (tmp_path / "run").exists()
