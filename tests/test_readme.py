@@ -307,6 +307,7 @@ def _photos(folder: Path) -> str:
 
 
 @pytest.mark.readme
+@pytest.mark.timeout(1800)  # ~40 commands: 8 min alone on 2 cores, over 10 when the CPU is shared
 def test_readme_walk(tmp_path):
     text = README.read_text()
     home = tmp_path / "newcomer"
