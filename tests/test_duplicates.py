@@ -88,6 +88,20 @@ def _group_pixels(root, dataset):
     return [decode_image(root / "sky" / n, size=shape[:2], color_mode="rgb") for n in names]
 
 
+def test_the_groups_and_the_split_do_not_depend_on_the_recipes_size_or_colour(photo_folder, monkeypatch, tmp_path):
+    """Two recipes on one folder and seed must see the same split, or their comparison is not a fair one."""
+    monkeypatch.setenv("CNNKIT_HOME", str(tmp_path / "home"))
+    loads = [load_folder(photo_folder, image_size=size, color_mode=mode, seed=3, test_fraction=0.3)
+             for size, mode in ((64, "rgb"), (128, "rgb"), (96, "grayscale"))]
+    assert len(loads[0].profile.groups) == 1
+    for other in loads[1:]:
+        assert other.profile.groups == loads[0].profile.groups
+        for part in ("y_train", "y_val", "y_test"):
+            assert np.array_equal(getattr(other, part), getattr(loads[0], part))
+        split = [line for line in other.report.splitlines() if line.startswith("Split: ")]
+        assert split == [line for line in loads[0].report.splitlines() if line.startswith("Split: ")]
+
+
 def test_distinct_photos_are_not_grouped():
     pixels = np.stack([np.asarray(_scene(seed).resize((64, 64))) for seed in range(40)])
     assert near_duplicate_groups(perceptual_hashes(pixels), list(range(40))) == []

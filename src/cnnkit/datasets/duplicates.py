@@ -3,7 +3,8 @@
 A byte hash misses all of these, and a copy on both sides of the split inflates the test score
 (article 003's leak). Each image gets perceptual hashes (``imagehash.phash``: 64 bits from the
 low frequencies of a 32x32 grey copy), of itself and of its three quarter turns, computed on the
-decoded pixels (upright, as the decoder gives them). Two images whose hashes differ in at most
+decoded pixels (upright, as the decoder gives them, at :data:`HASH_SIDE` whatever the recipe's
+size). Two images whose hashes differ in at most
 :data:`THRESHOLD` bits, in any of the turns, are near-duplicates; groups are the connected sets.
 
 Tiny images are left out (:data:`MIN_SIDE`): at 28 pixels the hash of a digit says more about
@@ -28,6 +29,10 @@ from cnnkit.fileio import atomic_path
 # at 8 bits every group found held one class, at 10 the first groups of two classes appeared.
 THRESHOLD = 8
 MIN_SIDE = 48  # native pixels (longer side) below which images are not hashed
+# Every folder is hashed from its decode at this side (RGB, stretched), whatever size and colour a recipe
+# trains at: the groups, and the splits they shape, do not depend on the recipe. It is the photo recipe's
+# own side, so its runs decode once.
+HASH_SIDE = 128
 HASHES = "phash.npy"
 MODES = ("group", "drop", "off")
 
@@ -139,5 +144,5 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-__all__ = ["HASHES", "MIN_SIDE", "MODES", "THRESHOLD", "cached_hashes", "check_mode", "hashable",
+__all__ = ["HASHES", "HASH_SIDE", "MIN_SIDE", "MODES", "THRESHOLD", "cached_hashes", "check_mode", "hashable",
            "near_duplicate_groups", "perceptual_hashes"]

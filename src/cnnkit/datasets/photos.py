@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.datasets.base import Dataset
-from cnnkit.datasets.duplicates import cached_hashes, check_mode, hashable, near_duplicate_groups
+from cnnkit.datasets.duplicates import HASH_SIDE, cached_hashes, check_mode, hashable, near_duplicate_groups
 from cnnkit.datasets.folder import FolderIndex, index_folder
 from cnnkit.datasets.folder_splits import split_index
 from cnnkit.datasets.lazy import LazyImages
@@ -83,14 +83,21 @@ def scan_folder(
     check_mode(near_duplicates)
     inspected = inspected or inspect_folder(path, label_regex=label_regex, manifest=manifest)
     index, profile = inspected.index, inspected.profile
-    decoded = decode_all(index.paths, index.sha256, size=_parse_size(image_size), color_mode=color_mode,
-                         resize=resize, home=home)
+    size = _parse_size(image_size)
+    decoded = decode_all(index.paths, index.sha256, size=size, color_mode=color_mode, resize=resize, home=home)
     profile.groups = []
     if near_duplicates != "off":
+        # Hashed from one decode whatever the recipe's size and colour, so the groups (and the splits they
+        # shape) are the same for every recipe trained on this folder: a comparison of recipes is a fair one.
         candidates = np.flatnonzero(decoded.ok & hashable(profile.widths, profile.heights))
-        if len(candidates) > 1:
-            hashes = cached_hashes(decoded.folder, decoded.pixels, decoded.ok)
-            profile.groups = near_duplicate_groups(hashes, candidates)
+        if len(candidates) > 1 and (size, color_mode, resize) == ((HASH_SIDE, HASH_SIDE), "rgb", "stretch"):
+            profile.groups = near_duplicate_groups(cached_hashes(decoded.folder, decoded.pixels, decoded.ok), candidates)
+        elif len(candidates) > 1:  # only the images large enough to hash are decoded again, once (cached)
+            source = decode_all([index.paths[i] for i in candidates], [index.sha256[i] for i in candidates],
+                                size=(HASH_SIDE, HASH_SIDE), color_mode="rgb", resize="stretch", home=home)
+            local = near_duplicate_groups(cached_hashes(source.folder, source.pixels, source.ok),
+                                          np.flatnonzero(source.ok))
+            profile.groups = [[int(candidates[i]) for i in group] for group in local]
     return inspected, decoded
 
 
