@@ -31,8 +31,8 @@ from cnnkit.training.config import TrainConfig, load_data
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
 PHOTO_SIDES = (32, 128)  # the photo recipe's side, from the photos' median shorter side
 MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
-# auto's budget: on 2 CPU cores, 70,000 28x28 digits train to 99.3 % and the weather photos to about
-# 90 % inside it (benchmarks/RESULTS.md); a practitioner gets an answer while making coffee.
+# auto's budget: on 2 CPU cores, 70,000 28x28 digits train to 99.4 % in 4 minutes of it and the weather
+# photos to 91-92 % (benchmarks/RESULTS.md); a practitioner gets an answer while making coffee.
 DEFAULT_BUDGET_MINUTES = 10.0
 
 
