@@ -46,12 +46,16 @@ def run(folder: Path, recipe: str, seed: int, per_class: int | None, extra: list
     if proc.returncode != 0:
         raise SystemExit(f"{recipe} seed {seed} failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     row = {"recipe": recipe, "seed": seed, "test_accuracy": metrics["test_accuracy"],
            "balanced_accuracy": metrics.get("balanced_accuracy"),
            "test_loss": metrics["test_loss"], "epochs": metrics["epochs"],
            "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1),
            "train_size": metrics["train_size"], "val_size": metrics["val_size"],
-           "test_size": metrics["test_samples"], "val_accuracy": metrics["val_accuracy"]}
+           "test_size": metrics["test_samples"], "val_accuracy": metrics["val_accuracy"],
+           "image_size": config["train"].get("image_size"),
+           "budget_plan": {k: v for k, v in config.get("budget_plan", {}).items()
+                           if k in ("epochs", "epoch_seconds", "replanned")}}
     print(json.dumps(row), flush=True)
     return row
 

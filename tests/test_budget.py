@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import ConfigError
-from cnnkit.training.budget import MARGIN, Plan, measure, plan, planned
+from cnnkit.training.budget import MARGIN, Plan, measure, plan, planned, replan
 from cnnkit.training.config import TrainConfig
 from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
@@ -53,6 +53,59 @@ def test_plan_line_says_when_the_schedule_ends():
                     "the schedule ends by 12:01:45.")
 
 
+def test_replan_adds_the_epochs_that_now_fit():
+    # 114 s usable (120 * 0.95); 30 s spent after 3 epochs; 8 s an epoch: 10 more fit, 13 in all.
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=8, budget_seconds=120, max_epochs=50) == 13
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=1, budget_seconds=120, max_epochs=50) == 50  # the cap
+
+
+def test_replan_keeps_a_plan_that_ends_inside_the_budget():
+    # 10 planned, 7 to go at 12 s: ends at 114 s, inside 120; 9.5 s an epoch would end at 96.5 s, yet no
+    # whole epoch more fits in the margin (114 s): the plan stays.
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=12, budget_seconds=120, max_epochs=50) == 10
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=9.5, budget_seconds=120, max_epochs=50) == 11
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=10.6, budget_seconds=120, max_epochs=50) == 10
+
+
+def test_replan_shrinks_a_plan_that_would_end_past_the_budget():
+    # 7 to go at 14 s would end at 128 s > 120: 6 epochs fit in 114 s, so the schedule ends after 3 + 6.
+    assert replan(elapsed=30, done=3, target=10, epoch_seconds=14, budget_seconds=120, max_epochs=50) == 9
+    # Spent already: the schedule ends now, never before the epochs done.
+    assert replan(elapsed=118, done=8, target=10, epoch_seconds=14, budget_seconds=120, max_epochs=50) == 8
+
+
+@pytest.mark.backends  # the moved end takes effect by tracing the train step again, on every backend
+def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch, capsys):
+    """A fake clock says each epoch takes 1 s of a 10 s budget planned for 3: fit goes on to the epochs that fit,
+    the cosine schedule ends with them, and config.json records where it moved."""
+    from cnnkit import datasets
+    from cnnkit.training import fit as fit_module
+
+    readings = itertools.count()  # the keeper reads the clock once at the start, then at each epoch's start and end
+    real = fit_module.BudgetKeeper
+    monkeypatch.setattr(fit_module, "BudgetKeeper", lambda *a, **k: real(*a, **k, clock=lambda: next(readings) // 2))
+    dataset = datasets.load(MNIST_SUBSET, train_limit=300, test_limit=50)
+    config = TrainConfig(data=str(MNIST_SUBSET), preset="small", epochs=3, seed=0).resolve()
+    (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict(), "budget_plan": {"epochs": 3}}))
+    budget = Plan(10, epochs=3, steps_per_epoch=2, step_seconds=0.5, epoch_seconds=1.0, batch_size=256)
+    result = fit_module.fit(dataset, config, tmp_path, verbose=0, budget=budget)
+    # Readings: 0 at the start; epoch k (1-based) runs from k - 1 to k. Epoch 1 traces; after epoch 2 (1 s clean,
+    # 2 s spent) floor((10 * 0.95 - 2) / 1) = 7 more fit: 9 epochs, and the plan holds from there on.
+    assert result.epochs == 9 and len(result.history["loss"]) == 9
+    assert result.history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-7)
+    assert result.history["learning_rate"][2] > 0.0  # where the first plan's schedule had ended
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["train"]["epochs"] == 9 and saved["budget_plan"]["replanned"] == [{"after_epoch": 2, "epochs": 9}]
+    assert "the schedule now ends after epoch 9 (planned: 3)" in capsys.readouterr().out
+    # The checkpoint a --resume starts from carries the moved schedule.
+    from cnnkit import artifact
+
+    model, _ = artifact.load_model(tmp_path / artifact.CHECKPOINT, compile=True)
+    steps = -(-result.train_size // config.batch_size)
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(3 * steps)) > 0.0 and float(schedule(9 * steps)) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_measure_reads_the_clock_around_the_timed_calls():
     from cnnkit._backend import keras
 
@@ -75,7 +128,10 @@ def test_a_planned_run_records_its_plan_and_runs_its_schedule_to_the_end(tmp_pat
     plan_line = next(line for line in out.splitlines() if line.startswith("Budget 0.15 min: "))
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     epochs = saved["budget_plan"]["epochs"]
-    assert saved["train"]["epochs"] == epochs and f"{epochs} epoch" in plan_line and saved["train"]["budget"] == 0.15
+    assert f"{epochs} epoch" in plan_line and saved["train"]["budget"] == 0.15
+    for moved in saved["budget_plan"].get("replanned", []):  # the keeper may move the end, and says where
+        epochs = moved["epochs"]
+    assert saved["train"]["epochs"] == epochs
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(history["loss"]) == epochs
     assert history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-7)  # warm-up + cosine: decayed to its end

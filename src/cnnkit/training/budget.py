@@ -6,6 +6,11 @@ is set so that every epoch, with its learning-rate schedule run to its end, fits
 (:func:`plan`). A budget shorter than one epoch plans one shorter epoch. The plan is printed and
 recorded in ``config.json`` (its epochs and steps become the run's, so ``--resume`` continues the
 same schedule). ``--max-minutes`` stays what it was: a hard stop at an epoch boundary.
+
+A few probe steps misjudge a whole run (a machine's speed drifts, and the first steps of a process
+are slower or faster than the rest), so the plan is kept at every epoch's end: :func:`replan` looks
+at the epochs run so far and moves the schedule's end (:class:`cnnkit.training.callbacks.BudgetKeeper`)
+when more epochs fit or fewer do.
 """
 
 from __future__ import annotations
@@ -84,6 +89,29 @@ def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, va
                           f"Set budget to at least {math.ceil(need / 6) / 10:g} minutes.", params="budget")
     return Plan(budget_seconds, 1, steps, step_seconds, step_seconds * steps + val_seconds + checkpoint_seconds,
                 batch_size, start_seconds)
+
+
+def replan(*, elapsed: float, done: int, target: int, epoch_seconds: float, budget_seconds: float,
+           max_epochs: int) -> int:
+    """The epochs the schedule should end after, seen from the end of epoch ``done`` of ``target`` planned.
+
+    ``elapsed`` seconds of the budget are spent; an epoch now takes ``epoch_seconds``. The plan
+    grows when at least one more epoch fits (within :data:`MARGIN` of the budget, and at most
+    ``max_epochs``), and shrinks, no lower than ``done``, when the planned epochs would end past the
+    budget itself: the margin absorbs small drifts without moving the schedule back and forth.
+
+    Example:
+        >>> replan(elapsed=30, done=3, target=10, epoch_seconds=8, budget_seconds=120, max_epochs=50)
+        13
+    """
+    if epoch_seconds <= 0:
+        return target
+    fits = done + max(0, math.floor((budget_seconds * MARGIN - elapsed) / epoch_seconds + 1e-9))
+    if fits > target:
+        return min(max(target, max_epochs), fits)
+    if elapsed + (target - done) * epoch_seconds > budget_seconds:
+        return max(done, fits)
+    return target
 
 
 def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: int, steps_per_execution: int,

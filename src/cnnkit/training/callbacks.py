@@ -13,6 +13,7 @@ from cnnkit import artifact
 from cnnkit._backend import keras
 from cnnkit.fileio import write_json, write_text
 from cnnkit.training import distributed
+from cnnkit.training.budget import replan
 
 
 def history_to_csv(history: dict[str, list[float]]) -> str:
@@ -78,7 +79,8 @@ class TimeBudget(keras.callbacks.Callback):
         self._epoch_start = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._start = time.perf_counter()
+        if not self._start:  # a budgeted run may call fit again to add epochs: the clock runs on
+            self._start = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_start = time.perf_counter()
@@ -89,3 +91,53 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self._start + self._longest > self.seconds:
             print(f"Time budget of {self.seconds / 60:g} min reached after epoch {epoch + 1}; stopping.")
             self.model.stop_training = True
+
+
+class BudgetKeeper(keras.callbacks.Callback):
+    """Keep a ``--budget`` plan at every epoch's end: move the schedule's end when more or fewer epochs fit.
+
+    An epoch's time is the median of the last five whole epochs that traced nothing (a call's first
+    epoch traces the train and test steps). When :func:`cnnkit.training.budget.replan` moves the
+    plan, ``reschedule(epochs)`` moves the learning-rate schedule's end and records it; when the plan
+    grows past the epochs ``model.fit`` was given, the keeper ends that call with ``extend`` set and
+    the caller fits again from the next epoch (:func:`cnnkit.training.fit.fit`).
+    """
+
+    def __init__(self, budget_seconds: float, epochs: int, max_epochs: int, reschedule: Callable[[int], None],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.budget_seconds, self.epochs, self.max_epochs = budget_seconds, epochs, max_epochs
+        self.reschedule, self.clock = reschedule, clock
+        self.done, self.extend = 0, False
+        self._start: float | None = None
+        self._epoch_start = 0.0
+        self._traces = True  # the next epoch traces (a new fit call, or a moved schedule)
+        self._clean: list[float] = []
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._start is None:
+            self._start = self.clock()
+        self._traces, self.extend = True, False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = self.clock()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = self.clock()
+        if not self._traces:
+            self._clean.append(now - self._epoch_start)
+        self._traces, self.done = False, epoch + 1
+        if self._clean:
+            recent = sorted(self._clean[-5:])
+            per_epoch = recent[len(recent) // 2]
+            target = replan(elapsed=now - (now if self._start is None else self._start), done=self.done, target=self.epochs,
+                            epoch_seconds=per_epoch, budget_seconds=self.budget_seconds, max_epochs=self.max_epochs)
+            if target != self.epochs:
+                print(f"Budget: an epoch takes {per_epoch:.1f} s, so the schedule now ends after epoch {target} "
+                      f"(planned: {self.epochs}).")
+                self.epochs, self._traces = target, True
+                self.reschedule(target)
+        if self.done >= self.epochs:
+            self.model.stop_training = True
+        elif self.done >= self.params.get("epochs", self.epochs):
+            self.extend = self.model.stop_training = True

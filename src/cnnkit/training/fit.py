@@ -20,13 +20,13 @@ import numpy as np
 from cnnkit import _backend, artifact
 from cnnkit._backend import keras
 from cnnkit.datasets import Dataset, Split, stratified_split
-from cnnkit.fileio import remove_stale_temporaries
+from cnnkit.fileio import remove_stale_temporaries, write_json
 from cnnkit.models import build_model, make_optimizer, to_float32
 from cnnkit.presets import Preset, get_preset
 from cnnkit.training import distributed
 from cnnkit.training.balance import class_weights
 from cnnkit.training.budget import Plan, measure, plan, planned
-from cnnkit.training.callbacks import RunRecorder, TimeBudget
+from cnnkit.training.callbacks import BudgetKeeper, RunRecorder, TimeBudget
 from cnnkit.training.config import TrainConfig
 from cnnkit.training.inputs import fit_inputs, with_sample_weights
 
@@ -53,6 +53,21 @@ def _learning_rate(config: TrainConfig, steps: int) -> Any:
         return keras.optimizers.schedules.CosineDecay(
             peak / 10, decay_steps=max(1, steps - warmup), alpha=0.0, warmup_target=peak, warmup_steps=warmup)
     return peak
+
+
+def end_schedule_at(model: keras.Model, steps: int) -> None:
+    """Move the end of ``model``'s cosine schedule (:func:`_learning_rate`) to training step ``steps``.
+
+    The warm-up keeps its length; the train function is traced again, so the new end takes effect on
+    every backend. A schedule without an end (a constant rate, ``plateau``) is left alone.
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # a loss-scaling wrapper's own
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        return
+    warmup = schedule.warmup_steps if schedule.warmup_target is not None else 0
+    schedule.decay_steps = max(1, steps - warmup)
+    model.make_train_function(force=True)
 
 
 def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -90,15 +105,19 @@ class FitResult:
     train_size: int
     val_size: int
     images_per_epoch: int
+    epochs: int  # the epochs the schedule was set for: config.epochs, or where a budget's keeper moved it
 
 
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-        verbose: int | str = "auto", callbacks: list[keras.callbacks.Callback] | None = None) -> FitResult:
+        verbose: int | str = "auto", callbacks: list[keras.callbacks.Callback] | None = None,
+        budget: Plan | None = None) -> FitResult:
     """Train into ``run_dir``; return the model and its history.
 
     With ``resume=True`` the model, optimizer state, schedule position and history
     come from ``run_dir/checkpoints/last.keras`` and training continues at the next epoch.
-    ``callbacks`` are extra Keras callbacks, run before cnnkit's own recorder.
+    ``callbacks`` are extra Keras callbacks, run before cnnkit's own recorder. ``budget``, the plan
+    that set ``config.epochs``, is kept at every epoch's end (:class:`BudgetKeeper`): the schedule's end
+    moves, and ``run_dir/config.json`` records it, when more or fewer epochs fit than were planned.
     """
     run_dir = Path(run_dir)
     preset = get_preset(config.preset)
@@ -128,16 +147,45 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, state), history)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
+    keeper = _keeper(model, budget, config, steps, run_dir) if budget and not resume else None
     if initial_epoch < config.epochs:
         inputs, feed_callbacks = fit_inputs(split, config, initial_epoch)
         if weights and inspect.isgenerator(inputs["x"]):  # Keras takes class_weight for every feed but generators
             inputs["x"], weights = with_sample_weights(inputs["x"], weights), None
-        # steps_per_epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
-        model.fit(**inputs, epochs=config.epochs, initial_epoch=initial_epoch, class_weight=weights,
-                  steps_per_epoch=steps if config.steps_per_epoch else None,
-                  callbacks=[*feed_callbacks, *(callbacks or []), *_callbacks(config, recorder)], verbose=verbose)
+        epochs, own = config.epochs, _callbacks(config, recorder)  # one of each: a --max-minutes clock runs on
+        while True:
+            # steps_per_epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
+            model.fit(**inputs, epochs=epochs, initial_epoch=initial_epoch, class_weight=weights,
+                      steps_per_epoch=steps if config.steps_per_epoch else None,
+                      callbacks=[*feed_callbacks, *(callbacks or []), *([keeper] if keeper else []), *own],
+                      verbose=verbose)
+            if not (keeper and keeper.extend):
+                break
+            initial_epoch, epochs = keeper.done, keeper.epochs  # the budget holds more epochs: go on
     return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
-                     min(len(split.x_train), steps * config.batch_size))
+                     min(len(split.x_train), steps * config.batch_size),
+                     keeper.epochs if keeper else config.epochs)
+
+
+def _keeper(model: keras.Model, budget: Plan, config: TrainConfig, steps: int, run_dir: Path) -> BudgetKeeper | None:
+    """The callback that keeps ``budget`` (none for a plan of one short epoch: there is nothing to move)."""
+    if config.epochs == 1 and config.steps_per_epoch:
+        return None
+
+    def reschedule(epochs: int) -> None:
+        end_schedule_at(model, epochs * steps)
+        if distributed.is_chief():  # config.json holds the epochs, so --resume runs the same schedule
+            record = artifact.read_json(run_dir / artifact.CONFIG)
+            if record:
+                record["train"]["epochs"] = epochs
+                record.setdefault("budget_plan", {}).setdefault("replanned", []).append(
+                    {"after_epoch": keeper.done, "epochs": epochs})
+                write_json(run_dir / artifact.CONFIG, record)
+
+    preset = get_preset(config.preset)
+    keeper = BudgetKeeper(budget.budget_seconds, config.epochs, max(config.epochs, preset.max_epochs or preset.epochs),
+                          reschedule)
+    return keeper
 
 
 def plan_budget(dataset: Dataset, config: TrainConfig) -> tuple[TrainConfig, Plan]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -123,7 +124,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         print(dataset.report)
         if chief:
             write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
-    fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose)
+    fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
+    config = dataclasses.replace(config, epochs=fitted.epochs)  # a budget's keeper may have moved the end
     metadata = artifact.metadata_for(dataset, config)
     if chief:
         artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
