@@ -67,6 +67,15 @@ def test_replan_keeps_a_plan_that_ends_inside_the_budget():
     assert replan(elapsed=30, done=3, target=10, epoch_seconds=10.6, budget_seconds=120, max_epochs=50) == 10
 
 
+def test_replan_waits_for_a_move_worth_a_tenth_of_the_epochs_left():
+    # 40 epochs to go in 570 s of margin (600 s budget, 30 s spent): a move must be worth 4 of them.
+    assert replan(elapsed=30, done=10, target=50, epoch_seconds=12.5, budget_seconds=600, max_epochs=150) == 50  # 53 fit
+    assert replan(elapsed=30, done=10, target=50, epoch_seconds=12, budget_seconds=600, max_epochs=150) == 55
+    assert replan(elapsed=30, done=10, target=50, epoch_seconds=14.6, budget_seconds=600, max_epochs=150) == 50  # 49
+    # 46 fit in the whole budget, 4 short of the plan: down to the 44 that fit in the margin.
+    assert replan(elapsed=30, done=10, target=50, epoch_seconds=15.5, budget_seconds=600, max_epochs=150) == 44
+
+
 def test_replan_shrinks_a_plan_that_would_end_past_the_budget():
     # 7 to go at 14 s would end at 128 s > 120: 6 epochs fit in 114 s, so the schedule ends after 3 + 6.
     assert replan(elapsed=30, done=3, target=10, epoch_seconds=14, budget_seconds=120, max_epochs=50) == 9
@@ -81,16 +90,17 @@ def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch
     from cnnkit import datasets
     from cnnkit.training import fit as fit_module
 
-    readings = itertools.count()  # the keeper reads the clock once at the start, then at each epoch's start and end
+    readings = itertools.count()  # the keeper reads the clock once at the start, then at each epoch's end
     real = fit_module.BudgetKeeper
-    monkeypatch.setattr(fit_module, "BudgetKeeper", lambda *a, **k: real(*a, **k, clock=lambda: next(readings) // 2))
+    monkeypatch.setattr(fit_module, "BudgetKeeper", lambda *a, **k: real(*a, **k, clock=lambda: next(readings)))
     dataset = datasets.load(MNIST_SUBSET, train_limit=300, test_limit=50)
     config = TrainConfig(data=str(MNIST_SUBSET), preset="small", epochs=3, seed=0).resolve()
     (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict(), "budget_plan": {"epochs": 3}}))
     budget = Plan(10, epochs=3, steps_per_epoch=2, step_seconds=0.5, epoch_seconds=1.0, batch_size=256)
     result = fit_module.fit(dataset, config, tmp_path, verbose=0, budget=budget)
-    # Readings: 0 at the start; epoch k (1-based) runs from k - 1 to k. Epoch 1 traces; after epoch 2 (1 s clean,
-    # 2 s spent) floor((10 * 0.95 - 2) / 1) = 7 more fit: 9 epochs, and the plan holds from there on.
+    # Readings: 0 at the start, k at epoch k's end. Epoch 1 traces; epoch 2 takes 1 s, and with one planned
+    # epoch left that one is enough to go on: floor((10 * 0.95 - 2) / 1) = 7 more fit, 9 in all, and the plan
+    # holds from there on.
     assert result.epochs == 9 and len(result.history["loss"]) == 9
     assert result.history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-7)
     assert result.history["learning_rate"][2] > 0.0  # where the first plan's schedule had ended

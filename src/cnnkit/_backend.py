@@ -31,7 +31,7 @@ import numpy as np
 from cnnkit.errors import ConfigError
 
 __all__ = ["BaseImagePreprocessingLayer", "Functional", "bfloat16_is_fast", "compiled_predict", "gradient",
-           "jit_compile", "keras", "name"]
+           "jit_compile", "keras", "keras_home", "name"]
 
 
 def _quiet_import(name: str) -> ModuleType:
@@ -66,6 +66,13 @@ from keras.src.models.functional import Functional  # noqa: E402
 def name() -> str:
     """The Keras backend in use: ``"tensorflow"``, ``"jax"``, ``"torch"`` or ``"numpy"``."""
     return keras.backend.backend()
+
+
+def keras_home() -> str:
+    """Keras' own folder (``$KERAS_HOME`` when Keras was imported, else ``~/.keras`` or its fallback)."""
+    from keras.src.backend.config import keras_home as home  # not exported; keras is pinned in pyproject.toml
+
+    return home()
 
 
 def bfloat16_is_fast() -> bool:

@@ -191,6 +191,27 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_backbones(args: argparse.Namespace) -> int:
+    """List the pretrained backbones: parameters, input size, cost, ImageNet top-1, and whether their weights are here."""
+    import json
+
+    from cnnkit.models.weights import list_backbones
+
+    rows = list_backbones()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'backbone':<20} {'params':>11} {'input':>7} {'GFLOPs':>7} {'top-1':>6}  weights here")
+    for row in rows:
+        print(f"{row['name']:<20} {row['params']:>11,} {row['input_size']:>4}px {row['gflops']:>7.2f} "
+              f"{row['imagenet_top1']:>5.1f}%  {'yes' if row['weights_here'] else 'no'}")
+    print("GFLOPs: one image at the input size, without the ImageNet classifier (counted by cnnkit); top-1: ImageNet, "
+          "as Keras documents it. Weights go in " + str(Path(rows[0]["weights_file"]).parent) + ".")
+    return 0
+
+
+@command
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run's model: json-h5 (the articles' JSON + HDF5 pair), onnx, litert, saved_model."""
     from cnnkit.exporting import export_model

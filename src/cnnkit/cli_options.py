@@ -104,6 +104,14 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
     p.add_argument("--class-weight", default="auto", metavar="auto|none|balanced|NAME=W,...",
                    help="weigh each class's loss: balanced (n / (classes x n_class)), your own weights, none, or "
                         "auto (default: balanced when the largest class has 3x the images of the smallest)")
+    p.add_argument("--backbone", metavar="NAME",
+                   help="a pretrained network under the head (see `cnnkit backbones`); recipe transfer, at the "
+                        "backbone's input size unless --image-size")
+    p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
+                   help="the backbone's weights: imagenet (default; Keras' fetch into $KERAS_HOME/models, hash "
+                        "checked), none (random), or a weights file")
+    p.add_argument("--fine-tune", type=int, metavar="EPOCHS",
+                   help="after the head: train the backbone's top blocks for EPOCHS more epochs (default 0)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
                    help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 "
                         "in hardware); the saved model computes in float32")
@@ -187,6 +195,9 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
         p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
         p.add_argument("--near-duplicates", choices=["group", "drop", "off"], default="group",
                        help="look for look-alike images (default) or not (off)")
+
+    p = sub.add_parser("backbones", help=help_of["backbones"], description=help_of["backbones"])
+    p.add_argument("--json", action="store_true", help="one JSON object per backbone instead of a table")
 
     p = sub.add_parser("summary", help=help_of["summary"])
     p.add_argument("target", nargs="?", default="list", help="preset name, run folder, or --list")

@@ -67,6 +67,8 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
     # Build every layer. training=False here too: left unset on a model with augmentation, batch norm
     # would update its moving statistics from these zeros (what made LiteRT exports differ).
     model(np.zeros((1, *metadata.input_shape), dtype=np.uint8), training=False)
+    if fmt == "onnx":
+        _normalization_as_variables(model)
     name = {"onnx": ONNX_NAME, "litert": LITERT_NAME, "saved_model": SAVED_MODEL_NAME}[fmt]
     target = out / name
     keras_format = {"saved_model": "tf_saved_model"}.get(fmt, fmt)
@@ -82,6 +84,24 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
     sidecar = out / SIDECAR_NAME
     write_text(sidecar, json.dumps(metadata.to_dict(), indent=2) + "\n")
     return [target, sidecar]
+
+
+def _normalization_as_variables(model: keras.Model) -> None:
+    """Hold every ``Normalization`` layer's mean and variance in variables, in ``model`` (a throwaway twin).
+
+    Given as constants (as keras.applications' EfficientNetV2 and ConvNeXt, and cnnkit's ResNet50
+    preprocessing, give them), they are captured tensors that tf2onnx turns into extra graph inputs
+    the user would have to feed; variables are frozen into the graph like every weight.
+    """
+    import tensorflow as tf
+
+    layers = [model]
+    while layers:
+        layer = layers.pop()
+        layers.extend(getattr(layer, "layers", []))
+        if isinstance(layer, keras.layers.Normalization) and not isinstance(layer.mean, tf.Variable):
+            layer.mean = tf.Variable(layer.mean, trainable=False)
+            layer.variance = tf.Variable(layer.variance, trainable=False)
 
 
 def _embed_onnx_metadata(path: Path, metadata: ModelMetadata) -> None:

@@ -7,7 +7,10 @@ the positive part and upsamples the result to the input size.
 cnnkit models are ``keras.Sequential`` chains (uint8 pixels → preprocessing →
 body → ``Dense(softmax)`` head), so the model is split at the chosen layer and
 run layer by layer in inference mode: augmentation and dropout are off, batch
-norm uses its moving statistics. The class score is the head's pre-softmax
+norm uses its moving statistics. A pretrained backbone in the chain is opened at
+its last feature map (:func:`chain`): the network up to that map is one link,
+the rest of it (pooling) the next, so Grad-CAM looks where the backbone's own
+features are. The class score is the head's pre-softmax
 logit, as in the paper: the softmax output saturates near 1 for a confident
 prediction, and its gradient then vanishes.
 
@@ -25,6 +28,7 @@ import numpy as np
 from cnnkit import _backend
 from cnnkit._backend import keras
 from cnnkit.errors import ConfigError, DataError
+from cnnkit.models.transfer import PREPROCESSING
 
 ops = keras.ops
 
@@ -41,13 +45,26 @@ def _layers(model: keras.Model) -> list[keras.layers.Layer]:
     return list(model.layers)
 
 
+def chain(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's layers in order, a pretrained backbone opened at its last feature map (two links)."""
+    links: list[keras.layers.Layer] = []
+    for layer in _layers(model):
+        if isinstance(layer, keras.Model):
+            last = [inner for inner in layer.layers if len(inner.output.shape) == 4][-1]
+            links.append(keras.Model(layer.inputs[0], last.output, name=last.name))
+            links.append(keras.Model(last.output, layer.outputs[0], name=f"{layer.name}_pooling"))
+        else:
+            links.append(layer)
+    return links
+
+
 def spatial_layers(model: keras.Model) -> list[str]:
     """Names of the layers whose output is a feature map ``(N, H, W, C)``, in order.
 
     Preprocessing layers (rescaling, augmentation) are left out: their output is the image itself.
     """
     names = []
-    for layer in _layers(model):
+    for layer in chain(model):
         if _is_preprocessing(layer):
             continue
         if len(layer.output.shape) == 4:
@@ -56,7 +73,8 @@ def spatial_layers(model: keras.Model) -> list[str]:
 
 
 def _is_preprocessing(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.Rescaling) or type(layer).__name__.startswith("Random")
+    return (isinstance(layer, keras.layers.Rescaling) or type(layer).__name__.startswith("Random")
+            or layer.name in PREPROCESSING)
 
 
 def layer_index(model: keras.Model, name: str | None) -> int:
@@ -66,7 +84,7 @@ def layer_index(model: keras.Model, name: str | None) -> int:
         ConfigError: the name is unknown or the layer has no (H, W, C) output; the message lists
             the layers that do.
     """
-    layers = _layers(model)
+    layers = chain(model)
     names = [layer.name for layer in layers]
     spatial = spatial_layers(model)
     if name is None:
@@ -146,7 +164,7 @@ def grad_cam(
         ((8, 28, 28), 1.0)
     """
     pixels = check_pixels(model, images)
-    layers = _layers(model)
+    layers = chain(model)
     split = layer_index(model, layer) + 1
     # float32 up front: the preprocessing layers only scale, so this equals the model's own cast.
     features = run_layers(layers[:split], ops.convert_to_tensor(pixels.astype(np.float32)))

@@ -12,7 +12,7 @@ import numpy as np
 from cnnkit.artifact import load_model
 from cnnkit.errors import ConfigError
 from cnnkit.explain.features import feature_maps, plot_feature_maps, plot_filters, plot_gradcam
-from cnnkit.explain.gradcam import grad_cam, layer_index
+from cnnkit.explain.gradcam import chain, grad_cam, layer_index
 from cnnkit.predictor import Predictor
 
 # Output file names, one constant each (as in cnnkit.artifact).
@@ -58,7 +58,7 @@ def inspect(
     model, metadata = load_model(run)
     names = list(metadata.class_names)
     target_index = _class_index(names, target)
-    layer_name = model.layers[layer_index(model, layer)].name  # resolve the default, fail early on a bad name
+    layer_name = chain(model)[layer_index(model, layer)].name  # resolve the default, fail early on a bad name
     predictor = Predictor(model, metadata)
     pixels = predictor.load_files(paths)
     probs = predictor.predict_proba(pixels)

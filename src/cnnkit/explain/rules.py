@@ -152,6 +152,8 @@ def elementwise(layer: Any, shape: tuple[int, ...]) -> Step:
         per = 1 + int(layer.offset != 0)
     elif kind == "Activation":
         per = _activation_flops(layer, 1)
+    elif kind == "Normalization":  # (x - mean) / std
+        per = 2
     else:  # ReLU costs one op per element; the identity-at-inference layers cost nothing
         per = int(kind == "ReLU")
     return Step(out=shape, flops=per * math.prod(shape))
@@ -162,7 +164,7 @@ RULES: dict[str, Callable[[Any, tuple[int, ...]], Step]] = {
     "MaxPooling2D": _pool, "AveragePooling2D": _pool,
     "GlobalMaxPooling2D": _global_pool, "GlobalAveragePooling2D": _global_pool,
     "BatchNormalization": _batch_norm, "Dense": _dense, "Flatten": _flatten, "Cropping2D": _crop,
-    "Rescaling": elementwise, "ReLU": elementwise, "Activation": elementwise,
+    "Rescaling": elementwise, "ReLU": elementwise, "Activation": elementwise, "Normalization": elementwise,
 }
 
 

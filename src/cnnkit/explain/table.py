@@ -15,7 +15,8 @@ Conventions, used in every row:
 - Activation memory: the layer's output as float32 (4 bytes), per image.
 
 Every output shape is checked against Keras' own and every parameter count against
-``layer.count_params()``, so the table cannot silently disagree with the model it explains.
+``layer.count_params()``, so the table cannot silently disagree with the model it explains. A
+pretrained backbone is one row per stage (:func:`stage_rows`), its parameter total checked too.
 """
 
 from __future__ import annotations
@@ -167,6 +168,10 @@ def explain_model(model: keras.Model) -> ModelExplanation:
     shape: tuple[int, ...] = image
     rf, jump, sees_all = [1, 1], [1, 1], False
     for layer in model.layers:
+        if isinstance(layer, keras.Model):  # a pretrained backbone: one row per stage
+            rows.extend(stage_rows(layer, shape))
+            shape, sees_all = rows[-1].output_shape, True
+            continue
         kind = type(layer).__name__
         rule = RULES.get(kind) or (elementwise if kind in IDENTITY else None)
         if rule is None:
@@ -201,6 +206,38 @@ def explain_model(model: keras.Model) -> ModelExplanation:
     result = ModelExplanation(model.name, image, rows)
     _check(model, "total parameter count", model.count_params(), result.total_params)
     return result
+
+
+def stage_rows(backbone: keras.Model, shape: tuple[int, ...]) -> list[LayerRow]:
+    """A pretrained backbone summarised by stage: its layers grouped by how far they have shrunk the image
+    (/1, /2, /4 ... to the nearest power of two; padding goes with the convolution it pads, and 1x1 side
+    paths with their stage), the final pooling last. FLOPs count its convolutions and dense layers."""
+    from cnnkit.models.backbones import count_flops, layer_flops
+
+    side, level = shape[0], 0
+    stages: dict[Any, list[Any]] = {}
+    layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
+    outs = [tuple(int(d) for d in layer.output.shape[1:]) for layer in layers]
+    last_map = max(i for i, out in enumerate(outs) if len(out) == 3)
+    for i, (layer, out) in enumerate(zip(layers, outs)):
+        if len(out) == 3 and out[0] > 1:  # squeeze-and-excitation's 1x1 side paths stay in their stage
+            level = max(level, round(math.log2(side / out[0])))
+        stages.setdefault("pooled" if i > last_map else level, []).append(layer)
+    rows = []
+    for number, (level, layers) in enumerate(stages.items(), start=1):
+        shown = [layer for layer in layers if not isinstance(layer, keras.layers.ZeroPadding2D)] or layers
+        out = tuple(int(d) for d in shown[-1].output.shape[1:])
+        params = sum(layer.count_params() for layer in layers)
+        trainable = sum(math.prod(w.shape) for layer in layers for w in layer.trainable_weights)
+        text = f"{params:,}" + (" (frozen)" if params and not trainable else "")
+        size = "pooled" if level == "pooled" else f"{out[0]}×{out[1]} (/{2 ** level})"
+        rows.append(LayerRow(
+            f"{backbone.name} stage {number}", f"{len(layers)} layers", shape, out, size, "", "", params, trainable,
+            text, sum(count_flops(layer) if isinstance(layer, keras.Model) else layer_flops(layer) for layer in layers),
+            None, None, math.prod(out) * _BYTES_PER_FLOAT))
+        shape = out
+    _check(backbone, "parameter count", backbone.count_params(), sum(row.params for row in rows))
+    return rows
 
 
 def _check(layer: Any, what: str, expected: Any, computed: Any) -> None:

@@ -1,4 +1,5 @@
-"""Models: a preset (or, later, a backbone) built for raw ``uint8`` pixels, preprocessing inside.
+"""Models: a preset (its own layers, or a pretrained backbone: :mod:`cnnkit.models.backbones`,
+:mod:`cnnkit.models.transfer`, :mod:`cnnkit.models.weights`) built for raw ``uint8`` pixels, preprocessing inside.
 
 ``build_model`` makes the training model; ``inference_model`` the same network without its
 training-only layers (what exports are made from); ``to_float32`` the float32 twin a

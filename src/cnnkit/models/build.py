@@ -12,6 +12,7 @@ from cnnkit import _backend
 from cnnkit._backend import keras
 from cnnkit.errors import ConfigError
 from cnnkit.models.preprocessing import build_preprocessing
+from cnnkit.models.transfer import backbone_layers
 from cnnkit.presets import Preset, get_preset
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -97,6 +98,8 @@ def _sequential(preset: Preset, shape: tuple[int, ...], classes: int, spec: dict
     try:
         layers = [keras.Input(shape, dtype="uint8", name="pixels")]
         layers += build_preprocessing(spec)
+        if preset.backbone:  # a pretrained network (random weights until cnnkit.models.transfer loads them)
+            layers += backbone_layers(preset.backbone, shape)
         layers += [_make_layer(name, dict(kwargs)) for name, kwargs in preset.layers]
         # float32 probabilities whatever the compute precision: the loss and the saved model need them.
         layers.append(keras.layers.Dense(classes, activation="softmax", name="probabilities", dtype="float32"))

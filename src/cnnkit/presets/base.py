@@ -54,6 +54,10 @@ class Preset:
     # Test-time augmentation the trained model's predictor applies, e.g. {"shift": 1} (cnnkit.tta).
     tta: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist"
+    # A pretrained network (cnnkit.models.backbones) under the head instead of ``layers``: trained in two
+    # stages (cnnkit.training.transfer), the head on cached features, then ``fine_tune`` epochs of the top.
+    backbone: str = ""
+    fine_tune: int = 0
     reported: Reported | None = None
 
     @property

@@ -1,4 +1,5 @@
-"""cnnkit's own recipes: `fast` (time to 99 % on MNIST), `accurate` (best MNIST accuracy), `photo` (photo folders)."""
+"""cnnkit's own recipes: `fast` (time to 99 % on MNIST), `accurate` (best MNIST accuracy), `photo` (photo folders),
+`small` (small images at their own size), `transfer` (a pretrained backbone under a head)."""
 
 from __future__ import annotations
 
@@ -122,6 +123,26 @@ OURS: tuple[Preset, ...] = (
         epochs=60,
         max_epochs=150,
         schedule="warmup-cosine",
+        dataset="weather",
+    ),
+    Preset(
+        name="transfer",
+        description=(
+            "A pretrained backbone (default EfficientNetV2 B0 with ImageNet weights; --backbone, --weights) under "
+            "dropout 0.2 and a softmax head. Stage 1 trains the head for 30 epochs on the backbone's features, "
+            "computed once and cached; --fine-tune N adds N epochs of the backbone's top blocks at a tenth of the "
+            "rate, batch norm frozen, with flip/rotation/zoom/contrast augmentation."
+        ),
+        params=5_924_436,  # EfficientNetV2 B0 without its classifier (5,919,312) and a 4-class head on 1,280 features
+        input_shape=(224, 224, 3),
+        num_classes=4,
+        preprocessing={"augment": {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1, "contrast": 0.1}},
+        layers=(("Dropout", {"rate": 0.2}),),
+        optimizer={"name": "adam", "learning_rate": 1e-3},
+        batch_size=32,
+        epochs=30,
+        schedule="cosine",
+        backbone="efficientnet_v2_b0",
         dataset="weather",
     ),
 )

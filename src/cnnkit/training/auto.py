@@ -4,7 +4,10 @@
 - Small images (longer native side at most :data:`SMALL_SIDE`: digits, icons, CIFAR-like arrays)
   stay at their native size and colour (a 28x28 grey folder trains as 28x28x1) with the
   ``small`` recipe.
-- Photos get the ``photo`` recipe at a side chosen from their native sizes (the median shorter
+- Photos get recipe ``transfer`` when a backbone's ImageNet weights are already on this machine
+  (in Keras' folder, with the hash Keras pins: :data:`AUTO_BACKBONES`, in order of preference),
+  and say so; nothing is downloaded for the choice.
+- Other photos get the ``photo`` recipe at a side chosen from their native sizes (the median shorter
   side rounded down to a multiple of 16, between 32 and the recipe's own 128), made smaller when
   the budget would not hold the recipe's own epochs at that side (:func:`fit_side`).
 - Unless ``--epochs`` is given, the epochs are planned to fill :data:`DEFAULT_BUDGET_MINUTES` of
@@ -34,6 +37,8 @@ MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
 # auto's budget: on 2 CPU cores, 70,000 28x28 digits train to 99.4 % in 4 minutes of it and the weather
 # photos to 91-92 % (benchmarks/RESULTS.md); a practitioner gets an answer while making coffee.
 DEFAULT_BUDGET_MINUTES = 10.0
+# The backbones auto may use, best first for a CPU: accuracy for the arithmetic (cnnkit backbones).
+AUTO_BACKBONES = ("efficientnet_v2_b0", "mobilenet_v3_large", "convnext_tiny", "resnet50", "mobilenet_v3_small")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Choice:
     image_size: int | None
     color_mode: str | None
     reason: str
+    backbone: str | None = None
 
 
 def choose_for_folder(inspected: Inspected, config: TrainConfig) -> Choice:
@@ -58,8 +64,22 @@ def choose_for_folder(inspected: Inspected, config: TrainConfig) -> Choice:
         side = config.image_size or max(height, width)
         return Choice("small", side, config.color_mode or colour,
                       f"{seen}: small images, kept at {side}x{side} -> recipe small")
+    ready = _ready_backbone()
+    if ready is not None:
+        side = config.image_size or ready.input_size
+        return Choice("transfer", side, config.color_mode or colour,
+                      f"{seen}: photos, and the ImageNet weights of {ready.name} are on this machine -> recipe "
+                      f"transfer on {ready.name} at {side}x{side}", backbone=ready.name)
     side = config.image_size or max(PHOTO_SIDES[0], min(PHOTO_SIDES[1], min(height, width) // 16 * 16))
     return Choice("photo", side, config.color_mode or colour, f"{seen}: photos -> recipe photo at {side}x{side}")
+
+
+def _ready_backbone() -> Any:
+    """The first of :data:`AUTO_BACKBONES` whose ImageNet weights are here and verified, or ``None``."""
+    from cnnkit.models.backbones import get_backbone
+    from cnnkit.models.weights import weights_ready
+
+    return next((get_backbone(name) for name in AUTO_BACKBONES if weights_ready(get_backbone(name))), None)
 
 
 def choose_for_arrays(dataset: Dataset) -> Choice:
@@ -111,7 +131,8 @@ def folder_options(config: TrainConfig) -> dict[str, Any]:
         return config.folder_options(get_preset(config.preset))
     inspected = inspect_folder(config.data, label_regex=config.label_regex)
     choice = choose_for_folder(inspected, config)
-    chosen = dataclasses.replace(config, image_size=choice.image_size, color_mode=choice.color_mode)
+    chosen = dataclasses.replace(config, image_size=choice.image_size, color_mode=choice.color_mode,
+                                 backbone=choice.backbone)
     return {**chosen.folder_options(get_preset(choice.preset)), "inspected": inspected}
 
 
@@ -123,7 +144,7 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
         >>> why  # doctest: +SKIP
         'Recipe auto: 1,103 images, median 600x400 colour: photos -> recipe photo at 128x128; budget 10 min.'
     """
-    if config.preset not in (None, "auto") or config.data in datasets.BUILTIN:
+    if config.preset not in (None, "auto") or config.backbone or config.data in datasets.BUILTIN:
         config = config.resolve()
         return config, load_data(config), ""
     inspected = None
@@ -137,6 +158,6 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
     else:
         choice = choose_for_arrays(datasets.load(config.data))
     config = dataclasses.replace(config, preset=choice.preset, image_size=choice.image_size,
-                                 color_mode=choice.color_mode, budget=budget).resolve()
+                                 color_mode=choice.color_mode, budget=budget, backbone=choice.backbone).resolve()
     plan = f"; budget {budget:g} min" if budget else f"; {config.epochs} epochs"
     return config, load_data(config, inspected=inspected), f"Recipe auto: {choice.reason}{plan}."

@@ -95,10 +95,11 @@ def replan(*, elapsed: float, done: int, target: int, epoch_seconds: float, budg
            max_epochs: int) -> int:
     """The epochs the schedule should end after, seen from the end of epoch ``done`` of ``target`` planned.
 
-    ``elapsed`` seconds of the budget are spent; an epoch now takes ``epoch_seconds``. The plan
-    grows when at least one more epoch fits (within :data:`MARGIN` of the budget, and at most
-    ``max_epochs``), and shrinks, no lower than ``done``, when the planned epochs would end past the
-    budget itself: the margin absorbs small drifts without moving the schedule back and forth.
+    ``elapsed`` seconds of the budget are spent; an epoch now takes ``epoch_seconds``. The plan grows
+    to the epochs that fit within :data:`MARGIN` of the budget (at most ``max_epochs``), and shrinks
+    to them when the planned epochs would end past the budget itself. Either move must be worth at
+    least a tenth of the epochs still to run (and one epoch): an epoch's time is measured to a few
+    per cent, and that error, times the epochs left, must not move the schedule back and forth.
 
     Example:
         >>> replan(elapsed=30, done=3, target=10, epoch_seconds=8, budget_seconds=120, max_epochs=50)
@@ -107,9 +108,11 @@ def replan(*, elapsed: float, done: int, target: int, epoch_seconds: float, budg
     if epoch_seconds <= 0:
         return target
     fits = done + max(0, math.floor((budget_seconds * MARGIN - elapsed) / epoch_seconds + 1e-9))
-    if fits > target:
+    ceiling = done + max(0, math.floor((budget_seconds - elapsed) / epoch_seconds + 1e-9))
+    tolerance = max(1, math.ceil(0.1 * (target - done)))
+    if fits - target >= tolerance:
         return min(max(target, max_epochs), fits)
-    if elapsed + (target - done) * epoch_seconds > budget_seconds:
+    if target - ceiling >= tolerance:
         return max(done, fits)
     return target
 

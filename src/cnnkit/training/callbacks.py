@@ -96,11 +96,14 @@ class TimeBudget(keras.callbacks.Callback):
 class BudgetKeeper(keras.callbacks.Callback):
     """Keep a ``--budget`` plan at every epoch's end: move the schedule's end when more or fewer epochs fit.
 
-    An epoch's time is the median of the last five whole epochs that traced nothing (a call's first
-    epoch traces the train and test steps). When :func:`cnnkit.training.budget.replan` moves the
-    plan, ``reschedule(epochs)`` moves the learning-rate schedule's end and records it; when the plan
-    grows past the epochs ``model.fit`` was given, the keeper ends that call with ``extend`` set and
-    the caller fits again from the next epoch (:func:`cnnkit.training.fit.fit`).
+    An epoch's time is the span between two epoch ends (its steps, validation and the previous
+    checkpoint), the median of the last five that traced nothing: a ``fit`` call's first epoch
+    traces the train and test steps, and so does the first after the schedule moved. The plan moves
+    on three such epochs, or fewer when fewer remain: one slow epoch early on is not a trend. When
+    :func:`cnnkit.training.budget.replan` moves it, ``reschedule(epochs)`` moves the learning-rate
+    schedule's end and records it; when the plan grows past the epochs ``model.fit`` was given, the
+    keeper ends that call with ``extend`` set and the caller fits again from the next epoch
+    (:func:`cnnkit.training.fit.fit`).
     """
 
     def __init__(self, budget_seconds: float, epochs: int, max_epochs: int, reschedule: Callable[[int], None],
@@ -110,7 +113,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.reschedule, self.clock = reschedule, clock
         self.done, self.extend = 0, False
         self._start: float | None = None
-        self._epoch_start = 0.0
+        self._last_end: float | None = None
         self._traces = True  # the next epoch traces (a new fit call, or a moved schedule)
         self._clean: list[float] = []
 
@@ -119,19 +122,17 @@ class BudgetKeeper(keras.callbacks.Callback):
             self._start = self.clock()
         self._traces, self.extend = True, False
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch_start = self.clock()
-
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         now = self.clock()
-        if not self._traces:
-            self._clean.append(now - self._epoch_start)
-        self._traces, self.done = False, epoch + 1
-        if self._clean:
+        if not self._traces and self._last_end is not None:
+            self._clean.append(now - self._last_end)
+        self._traces, self._last_end, self.done = False, now, epoch + 1
+        if self._clean and len(self._clean) >= min(3, self.epochs - self.done):
             recent = sorted(self._clean[-5:])
             per_epoch = recent[len(recent) // 2]
-            target = replan(elapsed=now - (now if self._start is None else self._start), done=self.done, target=self.epochs,
-                            epoch_seconds=per_epoch, budget_seconds=self.budget_seconds, max_epochs=self.max_epochs)
+            start = now if self._start is None else self._start
+            target = replan(elapsed=now - start, done=self.done, target=self.epochs, epoch_seconds=per_epoch,
+                            budget_seconds=self.budget_seconds, max_epochs=self.max_epochs)
             if target != self.epochs:
                 print(f"Budget: an epoch takes {per_epoch:.1f} s, so the schedule now ends after epoch {target} "
                       f"(planned: {self.epochs}).")

@@ -54,6 +54,11 @@ class TrainConfig:
     color_mode: str | None = None  # image folders: grayscale | rgb; None: the recipe's (auto: the folder's)
     # Minutes of training the epochs are planned to fill (cnnkit.training.budget); None: the recipe's epochs.
     budget: float | None = None
+    # A pretrained backbone under the head (cnnkit.models.backbones; recipe "transfer" unless another is named),
+    # its weights (imagenet | none | a file's path), and the epochs of stage 2 (cnnkit.training.transfer).
+    backbone: str | None = None
+    weights: str = "imagenet"
+    fine_tune: int | None = None
     # Compute precision: None = the preset's choice where this machine runs it fast, else float32
     # (cnnkit.models.resolve_precision). The saved model always computes in float32.
     precision: str | None = None
@@ -78,7 +83,8 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Fill the preset's values in and validate every field (errors name the field)."""
         # Recipe auto is chosen from the data (cnnkit.training.auto.prepare); without it, the old defaults.
-        preset = get_preset(self.preset if self.preset not in (None, "auto") else ("photo" if self.is_folder else "fast"))
+        default = "transfer" if self.backbone else ("photo" if self.is_folder else "fast")
+        preset = recipe_of(dataclasses.replace(self, preset=self.preset if self.preset not in (None, "auto") else default))
         resolved = dataclasses.replace(
             self,
             preset=preset.name,
@@ -101,12 +107,19 @@ class TrainConfig:
             (r.budget is None or r.budget > 0, "budget", "> 0 (minutes)"),
             (r.near_duplicates in ("group", "drop", "off"), "near_duplicates", "one of ('group', 'drop', 'off')"),
             (r.color_mode in (None, "grayscale", "rgb"), "color_mode", "one of ('grayscale', 'rgb')"),
+            (r.fine_tune is None or r.fine_tune >= 0, "fine_tune", "≥ 0 (epochs)"),
         ]
         for ok, name, expected in checks:
             if not ok:
                 raise ConfigError(f"Expected {name} {expected}. Received: {name}={getattr(r, name)!r}.",
                                   f"Set {name} {expected}.", params=name)
         check_launch(resolved)
+        if (r.fine_tune or r.weights != "imagenet") and not preset.backbone:
+            given = "fine_tune" if r.fine_tune else "weights"
+            raise ConfigError(f"Expected a backbone with {given}: recipe {preset.name} has none. "
+                              f"Received: {given}={getattr(r, given)!r}, backbone=None.",
+                              "Name one with backbone (see `cnnkit backbones`), or leave fine_tune and weights out.",
+                              params=(given, "backbone"))
         from cnnkit.models import resolve_precision  # here, not at the top: it imports Keras
 
         resolved = dataclasses.replace(resolved, precision=resolve_precision(self.precision, preset))
@@ -118,6 +131,28 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (config.json's ``train`` section)."""
         return dataclasses.asdict(self)
+
+
+def recipe_of(config: TrainConfig) -> Preset:
+    """The preset ``config`` trains: the one it names, with its ``backbone`` and ``fine_tune`` put in.
+
+    A backbone without a recipe trains recipe ``transfer``, at the backbone's own input size.
+    """
+    name = config.preset if config.preset not in (None, "auto") else ("transfer" if config.backbone else "photo")
+    preset = get_preset(name)
+    if config.backbone:
+        from cnnkit.models.backbones import get_backbone  # the registry is data: no Keras import
+
+        if not preset.backbone:
+            raise ConfigError(f"Recipe {name} is not built on a backbone, so it takes none. "
+                              f"Received: preset={name!r}, backbone={config.backbone!r}.",
+                              "Leave the recipe out (recipe transfer takes the backbone), or leave out backbone.",
+                              params=("preset", "backbone"))
+        size = get_backbone(config.backbone).input_size
+        preset = dataclasses.replace(preset, backbone=config.backbone, input_shape=(size, size, preset.input_shape[-1]))
+    if config.fine_tune is not None and preset.backbone:
+        preset = dataclasses.replace(preset, fine_tune=config.fine_tune)
+    return preset
 
 
 def load_data(config: TrainConfig, inspected: Any = None) -> Dataset:

@@ -106,6 +106,7 @@ class FitResult:
     val_size: int
     images_per_epoch: int
     epochs: int  # the epochs the schedule was set for: config.epochs, or where a budget's keeper moved it
+    stages: dict[str, Any] = dataclasses.field(default_factory=dict)  # what a two-stage run measured (transfer)
 
 
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,

@@ -26,9 +26,10 @@ from cnnkit.report import build_report, write_evaluation
 from cnnkit.training import distributed
 from cnnkit.training.balance import class_weights
 from cnnkit.training.auto import prepare
-from cnnkit.training.config import TrainConfig, load_data, relaunch
+from cnnkit.training.config import TrainConfig, load_data, recipe_of, relaunch
 from cnnkit.training.fit import fit, plan_budget
 from cnnkit.training.lock import run_folder_lock
+from cnnkit.training.transfer import fit_transfer, load_weights
 
 
 @dataclass
@@ -89,7 +90,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     class_weights(config.class_weight, dataset.y_train, dataset.class_names)  # a bad spec, before the folder
     # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
     with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
-        build_model(get_preset(config.preset), input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        model = build_model(recipe_of(config), input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        if recipe_of(config).backbone:  # and weights that are missing, unverified or of another network
+            load_weights(model, config)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
     with run_folder_lock(run_dir) if chief else contextlib.nullcontext():  # one writer per run folder
         return _train_into(run_dir, config, dataset, resume=resume, overwrite=overwrite, verbose=verbose,
@@ -102,7 +105,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
     if chief:
         _check_folder(run_dir, resume, overwrite)
     plan = None
-    if config.budget and not resume:  # a resumed run keeps the epochs its config.json recorded
+    backbone = bool(recipe_of(config).backbone)
+    if config.budget and not resume and not backbone:  # a resumed run keeps the epochs its config.json recorded
         config, plan = plan_budget(dataset, config)
         print(plan.line())
     if chief:
@@ -124,7 +128,10 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         print(dataset.report)
         if chief:
             write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
-    fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
+    if backbone:  # two stages: the head on cached features, then fine-tuning (a resumed run starts them again)
+        fitted = fit_transfer(dataset, config, run_dir, verbose=verbose)
+    else:
+        fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
     config = dataclasses.replace(config, epochs=fitted.epochs)  # a budget's keeper may have moved the end
     metadata = artifact.metadata_for(dataset, config)
     if chief:
@@ -141,6 +148,7 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         "val_size": fitted.val_size,
         "train_seconds": round(seconds, 3),
         "train_images_per_second": round(epochs * fitted.images_per_epoch / seconds, 1) if seconds else None,
+        **({"transfer": fitted.stages} if fitted.stages else {}),
     })
     if not chief:  # same metrics as process 0, which writes them
         return RunResult(run_dir, metrics, written=False)

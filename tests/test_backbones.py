@@ -1,0 +1,398 @@
+"""Pretrained backbones: the registry against Keras' source, preprocessing and feature parity with
+keras.applications, and the real fetch path (Keras' get_file) against a loopback HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnkit._backend import keras
+from cnnkit.errors import ConfigError
+from cnnkit.models import build_model
+from cnnkit.models.backbones import BACKBONES, backbone_names, count_flops, get_backbone
+from cnnkit.models.transfer import find_backbone, load_backbone_weights
+from cnnkit.models.weights import MIRROR_ENV, resolve_weights
+from cnnkit.presets import Preset
+
+# Where Keras pins each file: (module of keras.src.applications, its key in WEIGHTS_HASHES, base URL name).
+KERAS_SOURCE = {
+    "mobilenet_v3_small": ("mobilenet_v3", "small_224_1.0_float", "BASE_WEIGHT_PATH"),
+    "mobilenet_v3_large": ("mobilenet_v3", "large_224_1.0_float", "BASE_WEIGHT_PATH"),
+    "efficientnet_v2_b0": ("efficientnet_v2", "b0", "BASE_WEIGHTS_PATH"),
+    "convnext_tiny": ("convnext", "convnext_tiny", "BASE_WEIGHTS_PATH"),
+    "resnet50": ("resnet", "resnet50", "BASE_WEIGHTS_PATH"),
+}
+SIDE = 64  # the tests' input side: the same layers, less work
+FAST = ["mobilenet_v3_small", "efficientnet_v2_b0", "resnet50"]  # one of each preprocessing, light enough
+
+
+def preset_for(name: str, channels: int = 3) -> Preset:
+    return Preset(name="test-transfer", description="a backbone under a head", params=1,
+                  input_shape=(SIDE, SIDE, channels), num_classes=3, layers=(("Dropout", {"rate": 0.2}),),
+                  preprocessing={}, backbone=name)
+
+
+def pixels(n: int = 4, channels: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, SIDE, SIDE, channels), dtype=np.uint8)
+
+
+def keras_family(name: str, weights: str | None = None) -> keras.Model:
+    backbone = get_backbone(name)
+    return getattr(keras.applications, backbone.family)(include_top=False, weights=weights,
+                                                        input_shape=(SIDE, SIDE, 3), pooling="avg", **backbone.options)
+
+
+def preprocess_input(name: str):
+    module = KERAS_SOURCE[name][0]
+    return getattr(keras.applications, {"mobilenet_v3": "mobilenet_v3", "efficientnet_v2": "efficientnet_v2",
+                                        "convnext": "convnext", "resnet": "resnet50"}[module]).preprocess_input
+
+
+def features(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The cnnkit model's pooled backbone features: every layer up to the backbone, at inference."""
+    out = keras.ops.convert_to_tensor(x)
+    for layer in model.layers:
+        out = layer(out, training=False)
+        if layer is find_backbone(model):
+            return keras.ops.convert_to_numpy(out)
+    raise AssertionError("no backbone")
+
+
+def weights_file(name: str, folder: Path, seed: int = 1) -> Path:
+    """A weights file in Keras' published format (HDF5) made from a freshly initialised backbone."""
+    keras.utils.set_random_seed(seed)
+    path = folder / get_backbone(name).weights_file
+    folder.mkdir(parents=True, exist_ok=True)
+    keras_family(name).save(path)
+    return path
+
+
+def test_every_weights_file_and_hash_is_the_one_keras_pins():
+    import importlib
+
+    assert set(backbone_names()) == set(KERAS_SOURCE)
+    for backbone in BACKBONES:
+        module, key, base = KERAS_SOURCE[backbone.name]
+        source = importlib.import_module(f"keras.src.applications.{module}")
+        assert backbone.weights_hash == source.WEIGHTS_HASHES[key][1], backbone.name  # [1]: without the classifier
+        assert backbone.weights_origin == getattr(source, base), backbone.name
+        assert backbone.weights_file.endswith(".h5") and key.replace("_224_1.0_float", "") in backbone.weights_file
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_declared_size_and_cost_are_the_networks(name):
+    backbone = get_backbone(name)
+    net = getattr(keras.applications, backbone.family)(include_top=False, weights=None, pooling="avg",
+                                                       input_shape=(backbone.input_size, backbone.input_size, 3),
+                                                       **backbone.options)
+    assert net.count_params() == backbone.params
+    assert round(count_flops(net) / 1e9, 2) == backbone.gflops
+    assert backbone.description and 50 < backbone.top1 < 90
+
+
+@pytest.mark.parametrize("name", backbone_names())
+@pytest.mark.parametrize("channels", [3, 1])
+def test_in_model_preprocessing_is_the_familys_preprocess_input(name, channels):
+    model = build_model(preset_for(name, channels))
+    x = pixels(channels=channels)
+    out = keras.ops.convert_to_tensor(x)
+    for layer in model.layers[:model.layers.index(find_backbone(model))]:
+        out = layer(out, training=False)
+    rgb = np.repeat(x, 3, axis=-1) if channels == 1 else x
+    expected = keras.ops.convert_to_numpy(preprocess_input(name)(rgb.astype(np.float32)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_features_from_one_file_equal_keras_applications(name, tmp_path):
+    path = weights_file(name, tmp_path)
+    model = build_model(preset_for(name))
+    load_backbone_weights(model, get_backbone(name), path)
+    x = pixels()
+    reference = keras_family(name, weights=str(path))
+    expected = keras.ops.convert_to_numpy(reference(preprocess_input(name)(x.astype(np.float32)), training=False))
+    np.testing.assert_allclose(features(model, x), expected, rtol=0, atol=1e-5)
+
+
+def test_a_file_of_another_network_is_refused(tmp_path):
+    path = weights_file("mobilenet_v3_small", tmp_path)
+    model = build_model(preset_for("efficientnet_v2_b0"))
+    with pytest.raises(ConfigError, match=r"does not fit efficientnet_v2_b0 .*Received: weights=") as info:
+        load_backbone_weights(model, get_backbone("efficientnet_v2_b0"), path)
+    assert "efficientnetv2-b0_notop.h5" in info.value.hint
+
+
+def test_unknown_backbone_and_too_small_input_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"Unknown backbone\. Expected one of \['mobilenet_v3_small'.*"
+                                          r"Received: backbone='resnet18'"):
+        get_backbone("resnet18")
+    small = dataclasses.replace(preset_for("mobilenet_v3_small"), input_shape=(28, 28, 1))
+    with pytest.raises(ConfigError, match=r"smaller than mobilenet_v3_small takes: at least 32x32\. "
+                                          r"Received: input_shape=\(28, 28, 1\)") as info:
+        build_model(small)
+    assert info.value.params == ("image_size",)
+
+
+# -- the fetch: Keras' get_file against a real HTTP server on loopback ------------------------------
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on a free loopback port serving ``tmp_path / "served"``; stopped at the end."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}/", httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_imagenet_goes_through_kerass_fetch_with_the_hash_checked(server, tmp_path, monkeypatch):
+    folder, url, httpd = server
+    served = weights_file("mobilenet_v3_small", folder)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    entry = dataclasses.replace(get_backbone("mobilenet_v3_small"),
+                                weights_hash=hashlib.md5(served.read_bytes()).hexdigest())
+    path = resolve_weights(entry, "imagenet")
+    assert path == tmp_path / "keras" / "models" / entry.weights_file and path.read_bytes() == served.read_bytes()
+    model = build_model(preset_for("mobilenet_v3_small"))
+    load_backbone_weights(model, entry, path)
+    x = pixels()
+    expected = keras.ops.convert_to_numpy(keras_family("mobilenet_v3_small", str(served))(x.astype(np.float32)))
+    np.testing.assert_allclose(features(model, x), expected, rtol=0, atol=1e-5)
+
+    # The network gone: the cached file (its hash checked again) is used.
+    httpd.shutdown()
+    httpd.server_close()
+    assert resolve_weights(entry, "imagenet") == path
+
+
+def test_a_wrong_hash_is_refused_and_nothing_unverified_stays(server, tmp_path, monkeypatch):
+    folder, url, _ = server
+    weights_file("mobilenet_v3_small", folder)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    entry = get_backbone("mobilenet_v3_small")  # Keras' pinned hash: the test's file is not ImageNet's
+    with pytest.raises(ConfigError) as info:
+        resolve_weights(entry, "imagenet")
+    message = str(info.value)
+    assert "hash is not the one Keras pins" in message and url + entry.weights_file in message
+    assert entry.weights_file in message and entry.weights_hash in message and "Received: weights='imagenet'" in message
+    assert str(tmp_path / "keras" / "models") in message and "--weights PATH" in info.value.hint
+    assert not (tmp_path / "keras" / "models" / entry.weights_file).exists()
+
+
+def test_a_stopped_server_is_a_clear_error_within_seconds(server, tmp_path, monkeypatch):
+    folder, url, httpd = server
+    weights_file("mobilenet_v3_small", folder)
+    httpd.shutdown()
+    httpd.server_close()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"Could not get the ImageNet weights of mobilenet_v3_small: the download "
+                                          r"failed .*Received: weights='imagenet'"):
+        resolve_weights(get_backbone("mobilenet_v3_small"), "imagenet")
+    assert time.monotonic() - start < 10
+
+
+def test_a_server_that_never_answers_is_given_up_on(tmp_path, monkeypatch):
+    from cnnkit.models import weights
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        monkeypatch.setattr(weights, "CONNECT_TIMEOUT", 1.0)
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+        monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match="the download failed .*timed out"):
+            resolve_weights(get_backbone("mobilenet_v3_small"), "imagenet")
+        assert time.monotonic() - start < 10
+    finally:
+        silent.close()
+
+
+def test_weights_none_and_a_missing_path():
+    entry = get_backbone("resnet50")
+    assert resolve_weights(entry, "none") is None
+    with pytest.raises(ConfigError, match=r"weights file does not exist.*Received: weights='/nowhere/r50.h5'"):
+        resolve_weights(entry, "/nowhere/r50.h5")
+
+
+# -- cnnkit train --backbone: the two stages end to end, on a small folder ---------------------------
+
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory) -> Path:
+    """Three classes of 40x40 photos a backbone with random weights can still tell apart (their colour)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", (200, 40, 40)), ("green", (40, 200, 40)), ("blue", (40, 40, 200))):
+        (root / label).mkdir()
+        for i in range(14):
+            pixels = np.clip(rng.normal(colour, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def backbone_runs(shapes_folder, tmp_path_factory, monkeypatch_module):
+    """EfficientNetV2 B0 (random weights) trained twice on the folder with one cnnkit home: both results."""
+    from cnnkit.training.config import TrainConfig
+    from cnnkit.training.run import train
+
+    root = tmp_path_factory.mktemp("backbone_runs")
+    monkeypatch_module.setenv("CNNKIT_HOME", str(root / "home"))
+    config = TrainConfig(data=str(shapes_folder), backbone="efficientnet_v2_b0", weights="none", image_size=32,
+                         fine_tune=1, epochs=5, near_duplicates="off")
+    return train(config, root / "first", verbose=0), train(config, root / "second", verbose=0)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_train_with_a_backbone_caches_features_and_saves_one_model(backbone_runs):
+    from cnnkit.artifact import load_model
+
+    first, second = backbone_runs
+    stages = first.metrics["transfer"]
+    assert stages["backbone"] == "efficientnet_v2_b0" and stages["features_cached"] == 0 and stages["features_computed"]
+    assert first.metrics["epochs"] == 5 + 1  # the head's epochs, then one of fine-tuning
+    model, meta = load_model(first.run_dir / "model.keras")  # safe mode: Keras' own layers only
+    assert model.inputs[0].dtype == "uint8" and meta.class_names == ["blue", "green", "red"]
+    assert first.metrics["test_accuracy"] > 0.5  # colour is easy even for random features, once standardised
+    again = second.metrics["transfer"]
+    assert again["features_computed"] == 0 and again["features_cached"] == stages["features_computed"]
+
+
+def test_a_backbone_model_is_explained_and_served(backbone_runs, shapes_folder, tmp_path):
+    from cnnkit.artifact import load_model
+    from cnnkit.explain.gradcam import grad_cam, spatial_layers
+    from cnnkit.explain.inspect import inspect
+
+    run, photo = backbone_runs[0].run_dir, shapes_folder / "red" / "0.png"
+    written = inspect(run, [photo], tmp_path / "inspect")
+    assert (tmp_path / "inspect" / "gradcam.png") in written
+    model, _ = load_model(run)
+    last_map = [layer for layer in find_backbone(model).layers if len(layer.output.shape) == 4][-1].name
+    assert spatial_layers(model)[-1] == last_map  # Grad-CAM at the backbone's last feature map
+    assert grad_cam(model, cnnkit_load(run).load_files([photo])).shape == (1, 32, 32)
+    answer = serve_once(run, photo)
+    expected = cnnkit_load(run).predict_files([photo])[0]
+    assert answer["predictions"][0]["label"] == expected.label
+    assert answer["predictions"][0]["probability"] == pytest.approx(expected.probability, abs=1e-5)
+
+
+def cnnkit_load(run: Path):
+    import cnnkit
+
+    return cnnkit.load(run)
+
+
+def serve_once(run: Path, photo: Path) -> dict:
+    """POST ``photo`` to ``cnnkit serve``'s app for ``run`` on a real loopback port; the JSON answer."""
+    import httpx
+
+    from cnnkit.predictor import Predictor
+    from cnnkit.server import ServerSettings, create_app
+    from cnnkit.server.cli import build_server
+    from helpers import wait_ready_http
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = ServerSettings(port=port, model_name="tl")
+    server = build_server(create_app(Predictor.from_artifact(run), settings), settings, log_level="warning")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            wait_ready_http(http)
+            response = http.post("/v1/predict", files={"file": (photo.name, photo.read_bytes(), "image/png")})
+            assert response.status_code == 200, response.text
+            return response.json()
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--fine-tune", "2"], ["Expected a backbone with fine_tune", "Hint: Name one with --backbone"]),
+    (["--backbone", "resnet18"], ["Unknown backbone. Expected one of ['mobilenet_v3_small'", "backbone='resnet18'"]),
+    (["--backbone", "mobilenet_v3_small", "--image-size", "24"], ["smaller than mobilenet_v3_small takes: at least "
+                                                                  "32x32", "Hint: Use an --image-size of at least 32"]),
+    (["--recipe", "photo", "--backbone", "resnet50"], ["Recipe photo is not built on a backbone"]),
+])
+def test_bad_backbone_options_are_one_clear_error(shapes_folder, tmp_path, capsys, extra, fragments):
+    from helpers import assert_clean_error, run_cli
+
+    code, _, err = run_cli(capsys, "train", shapes_folder, *extra, "--out", tmp_path / "run")
+    assert_clean_error(code, err, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_weights_of_another_network_is_one_clear_error(shapes_folder, tmp_path, capsys):
+    from helpers import assert_clean_error, run_cli
+
+    path = weights_file("mobilenet_v3_large", tmp_path / "weights")
+    code, _, err = run_cli(capsys, "train", shapes_folder, "--backbone", "mobilenet_v3_small", "--image-size", "32",
+                           "--weights", path, "--out", tmp_path / "run")
+    assert_clean_error(code, err, "does not fit mobilenet_v3_small", "Hint: Pass the file Keras publishes for it")
+
+
+def test_auto_takes_a_backbone_only_when_its_verified_weights_are_here(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cnnkit.datasets.photos import inspect_folder
+    from cnnkit.models import backbones
+    from cnnkit.training.auto import choose_for_folder
+    from cnnkit.training.config import TrainConfig
+
+    for k, label in enumerate(("a", "b")):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (120, 90), (i * 60, 90 + 100 * k, 30)).save(tmp_path / "photos" / label / f"{i}.jpg")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    config = TrainConfig(data=str(tmp_path / "photos"))
+    inspected = inspect_folder(config.data)
+    assert choose_for_folder(inspected, config).preset == "photo"  # nothing here
+    made = weights_file("mobilenet_v3_small", tmp_path / "keras" / "models")
+    assert choose_for_folder(inspected, config).preset == "photo"  # a file, but not the one Keras pins
+    entry = dataclasses.replace(get_backbone("mobilenet_v3_small"), weights_hash=hashlib.md5(made.read_bytes()).hexdigest())
+    monkeypatch.setitem(backbones._BY_NAME, "mobilenet_v3_small", entry)
+    choice = choose_for_folder(inspected, config)
+    assert (choice.preset, choice.backbone, choice.image_size) == ("transfer", "mobilenet_v3_small", 224)
+    assert "the ImageNet weights of mobilenet_v3_small are on this machine -> recipe transfer" in choice.reason
+    assert choose_for_folder(inspected, dataclasses.replace(config, image_size=96)).image_size == 96
+
+
+@pytest.mark.parametrize("name", ["efficientnet_v2_b0", "convnext_tiny", "resnet50"])  # SE blocks, nested models, padding
+def test_explain_summarises_a_backbone_by_stage(name):
+    from cnnkit.explain.table import explain_model
+
+    model = build_model(preset_for(name, channels=1))
+    table = explain_model(model)  # checks every row's shape and the parameter total against Keras
+    stages = [row for row in table.rows if " stage " in row.name]
+    assert len(stages) >= 4 and stages[-1].output_shape == (find_backbone(model).output.shape[-1],)
+    assert [row.output_shape[:2] for row in stages[:-1]] == sorted({row.output_shape[:2] for row in stages[:-1]},
+                                                                    reverse=True)  # resolution falls stage by stage
+    assert sum(row.flops for row in stages) == count_flops(find_backbone(model))
+    assert table.total_params == model.count_params() and "stage 1" in table.to_text()
