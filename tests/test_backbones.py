@@ -52,9 +52,9 @@ def keras_family(name: str, weights: str | None = None) -> keras.Model:
 
 
 def preprocess_input(name: str):
+    """The family's own ``keras.applications.<module>.preprocess_input``."""
     module = KERAS_SOURCE[name][0]
-    return getattr(keras.applications, {"mobilenet_v3": "mobilenet_v3", "efficientnet_v2": "efficientnet_v2",
-                                        "convnext": "convnext", "resnet": "resnet50"}[module]).preprocess_input
+    return getattr(keras.applications, "resnet50" if module == "resnet" else module).preprocess_input
 
 
 def features(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -190,7 +190,7 @@ def test_a_wrong_hash_is_refused_and_nothing_unverified_stays(server, tmp_path, 
     message = str(info.value)
     assert "hash is not the one Keras pins" in message and url + entry.weights_file in message
     assert entry.weights_file in message and entry.weights_hash in message and "Received: weights='imagenet'" in message
-    assert str(tmp_path / "keras" / "models") in message and "--weights PATH" in info.value.hint
+    assert str(tmp_path / "keras" / "models") in message and "pass weights PATH" in info.value.hint  # CLI: --weights
     assert not (tmp_path / "keras" / "models" / entry.weights_file).exists()
 
 
@@ -259,7 +259,7 @@ def backbone_runs(shapes_folder, tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp("backbone_runs")
     monkeypatch_module.setenv("CNNKIT_HOME", str(root / "home"))
     config = TrainConfig(data=str(shapes_folder), backbone="efficientnet_v2_b0", weights="none", image_size=32,
-                         fine_tune=1, epochs=5, near_duplicates="off")
+                         fine_tune=1, epochs=3, near_duplicates="off")
     return train(config, root / "first", verbose=0), train(config, root / "second", verbose=0)
 
 
@@ -275,7 +275,7 @@ def test_train_with_a_backbone_caches_features_and_saves_one_model(backbone_runs
     first, second = backbone_runs
     stages = first.metrics["transfer"]
     assert stages["backbone"] == "efficientnet_v2_b0" and stages["features_cached"] == 0 and stages["features_computed"]
-    assert first.metrics["epochs"] == 5 + 1  # the head's epochs, then one of fine-tuning
+    assert first.metrics["epochs"] == 3 + 1  # the head's epochs, then one of fine-tuning
     model, meta = load_model(first.run_dir / "model.keras")  # safe mode: Keras' own layers only
     assert model.inputs[0].dtype == "uint8" and meta.class_names == ["blue", "green", "red"]
     assert first.metrics["test_accuracy"] > 0.5  # colour is easy even for random features, once standardised
@@ -283,10 +283,11 @@ def test_train_with_a_backbone_caches_features_and_saves_one_model(backbone_runs
     assert again["features_computed"] == 0 and again["features_cached"] == stages["features_computed"]
 
 
-def test_a_backbone_model_is_explained_and_served(backbone_runs, shapes_folder, tmp_path):
+def test_a_backbone_model_is_explained_exported_and_served(backbone_runs, shapes_folder, tmp_path):
     from cnnkit.artifact import load_model
     from cnnkit.explain.gradcam import grad_cam, spatial_layers
     from cnnkit.explain.inspect import inspect
+    from helpers import check_export
 
     run, photo = backbone_runs[0].run_dir, shapes_folder / "red" / "0.png"
     written = inspect(run, [photo], tmp_path / "inspect")
@@ -295,6 +296,7 @@ def test_a_backbone_model_is_explained_and_served(backbone_runs, shapes_folder, 
     last_map = [layer for layer in find_backbone(model).layers if len(layer.output.shape) == 4][-1].name
     assert spatial_layers(model)[-1] == last_map  # Grad-CAM at the backbone's last feature map
     assert grad_cam(model, cnnkit_load(run).load_files([photo])).shape == (1, 32, 32)
+    check_export(run / "model.keras", cnnkit_load(run).load_files([photo]), tmp_path / "exports", formats=("onnx",))
     answer = serve_once(run, photo)
     expected = cnnkit_load(run).predict_files([photo])[0]
     assert answer["predictions"][0]["label"] == expected.label
@@ -396,3 +398,19 @@ def test_explain_summarises_a_backbone_by_stage(name):
                                                                     reverse=True)  # resolution falls stage by stage
     assert sum(row.flops for row in stages) == count_flops(find_backbone(model))
     assert table.total_params == model.count_params() and "stage 1" in table.to_text()
+
+
+def test_cnnkit_backbones_lists_each_with_its_costs_and_whether_weights_are_here(tmp_path, monkeypatch, capsys):
+    import json
+
+    from helpers import run_cli
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    weights_file("resnet50", tmp_path / "keras" / "models")  # a file there (its hash is checked when used)
+    code, out, _ = run_cli(capsys, "backbones", "--json")
+    rows = {row["name"]: row for row in map(json.loads, out.splitlines())}
+    assert code == 0 and list(rows) == backbone_names()
+    assert rows["resnet50"]["weights_here"] and not rows["convnext_tiny"]["weights_here"]
+    assert rows["efficientnet_v2_b0"]["params"] == 5_919_312 and rows["efficientnet_v2_b0"]["imagenet_top1"] == 78.7
+    code, out, _ = run_cli(capsys, "backbones")
+    assert code == 0 and "efficientnet_v2_b0" in out and "GFLOPs" in out and str(tmp_path / "keras" / "models") in out

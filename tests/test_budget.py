@@ -85,7 +85,7 @@ def test_replan_shrinks_a_plan_that_would_end_past_the_budget():
 
 @pytest.mark.backends  # the moved end takes effect by tracing the train step again, on every backend
 def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch, capsys):
-    """A fake clock says each epoch takes 1 s of a 10 s budget planned for 3: fit goes on to the epochs that fit,
+    """A fake clock says each epoch takes 1 s of a 7 s budget planned for 3: fit goes on to the epochs that fit,
     the cosine schedule ends with them, and config.json records where it moved."""
     from cnnkit import datasets
     from cnnkit.training import fit as fit_module
@@ -96,24 +96,24 @@ def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch
     dataset = datasets.load(MNIST_SUBSET, train_limit=300, test_limit=50)
     config = TrainConfig(data=str(MNIST_SUBSET), preset="small", epochs=3, seed=0).resolve()
     (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict(), "budget_plan": {"epochs": 3}}))
-    budget = Plan(10, epochs=3, steps_per_epoch=2, step_seconds=0.5, epoch_seconds=1.0, batch_size=256)
+    budget = Plan(7, epochs=3, steps_per_epoch=2, step_seconds=0.5, epoch_seconds=1.0, batch_size=256)
     result = fit_module.fit(dataset, config, tmp_path, verbose=0, budget=budget)
     # Readings: 0 at the start, k at epoch k's end. Epoch 1 traces; epoch 2 takes 1 s, and with one planned
-    # epoch left that one is enough to go on: floor((10 * 0.95 - 2) / 1) = 7 more fit, 9 in all, and the plan
+    # epoch left that one is enough to go on: floor((7 * 0.95 - 2) / 1) = 4 more fit, 6 in all, and the plan
     # holds from there on.
-    assert result.epochs == 9 and len(result.history["loss"]) == 9
+    assert result.epochs == 6 and len(result.history["loss"]) == 6
     assert result.history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-7)
     assert result.history["learning_rate"][2] > 0.0  # where the first plan's schedule had ended
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["train"]["epochs"] == 9 and saved["budget_plan"]["replanned"] == [{"after_epoch": 2, "epochs": 9}]
-    assert "the schedule now ends after epoch 9 (planned: 3)" in capsys.readouterr().out
+    assert saved["train"]["epochs"] == 6 and saved["budget_plan"]["replanned"] == [{"after_epoch": 2, "epochs": 6}]
+    assert "the schedule now ends after epoch 6 (planned: 3)" in capsys.readouterr().out
     # The checkpoint a --resume starts from carries the moved schedule.
     from cnnkit import artifact
 
     model, _ = artifact.load_model(tmp_path / artifact.CHECKPOINT, compile=True)
     steps = -(-result.train_size // config.batch_size)
     schedule = model.optimizer._learning_rate
-    assert float(schedule(3 * steps)) > 0.0 and float(schedule(9 * steps)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(3 * steps)) > 0.0 and float(schedule(6 * steps)) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_measure_reads_the_clock_around_the_timed_calls():

@@ -25,7 +25,16 @@ def test_preset(name, tmp_path):
     On the other backends (`make test-jax`) only the build: their training is covered by the core tests,
     and a training step of every preset there cost a minute of the suite.
     """
-    check_preset(name, tmp_path, deep=keras.backend.backend() == "tensorflow")
+    # A backbone's deep check (a training step, twins and exports of a 6-million-parameter network) takes a
+    # minute and a half: under `make test-heavy`; its ONNX round trip runs in tests/test_backbones.py.
+    deep = keras.backend.backend() == "tensorflow" and not PRESETS[name].backbone
+    check_preset(name, tmp_path, deep=deep)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", sorted(name for name, preset in PRESETS.items() if preset.backbone))
+def test_backbone_preset_deep(name, tmp_path):
+    check_preset(name, tmp_path, deep=True)
 
 
 @pytest.mark.parametrize("name,params", sorted(SEEDS_PARAMS.items()))

@@ -252,6 +252,16 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "ray start --head --port=6379": lambda w: w.skip("ray start --head --port=6379", "a Ray cluster of machines"),
         "ray start --address=HEAD:6379": lambda w: w.skip("ray start --address=HEAD:6379", "a Ray cluster of machines"),
         "pip install 'cnnkit[tune]'": _extra("pip install 'cnnkit[tune]'"),
+        "cnnkit backbones": lambda w: w.sh("cnnkit backbones"),
+        # ImageNet weights cannot be fetched where the walk runs: the same commands with random weights.
+        "cnnkit train photos/ --backbone efficientnet_v2_b0 --out runs/tl":
+            lambda w: w.sh(f"cnnkit train photos/ --backbone efficientnet_v2_b0 --weights none --out runs/tl {PHOTO_SHORT}"),
+        "cnnkit train photos/ --backbone efficientnet_v2_b0 --fine-tune 5 --out runs/tl5":
+            lambda w: w.sh(f"cnnkit train photos/ --backbone efficientnet_v2_b0 --weights none --fine-tune 1 "
+                           f"--out runs/tl5 {PHOTO_SHORT}"),
+        "cnnkit train photos/ --backbone resnet50 --weights ~/Downloads/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5":
+            lambda w: w.skip("cnnkit train photos/ --backbone resnet50 --weights ~/Downloads/…",
+                             "a weights file downloaded by hand; --weights PATH is tested in tests/test_backbones.py"),
     }
     for command in readme_commands(text):
         if command in table:

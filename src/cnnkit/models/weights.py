@@ -28,7 +28,6 @@ from cnnkit.models.backbones import BACKBONES, Backbone
 
 CONNECT_TIMEOUT = 15.0  # seconds without a byte before a fetch gives up (keras#5005: hangs of 30 minutes)
 MIRROR_ENV = "CNNKIT_WEIGHTS_MIRROR"
-WEIGHTS = ("imagenet", "none")
 
 
 def keras_models_dir() -> Path:
@@ -102,7 +101,7 @@ def _fetch(backbone: Backbone) -> Path:
         with _socket_timeout(CONNECT_TIMEOUT):
             path = keras.utils.get_file(backbone.weights_file, url, cache_dir=str(folder.parent),
                                         cache_subdir=folder.name, file_hash=backbone.weights_hash)
-    except (Exception, KeyboardInterrupt) as exc:
+    except Exception as exc:  # noqa: BLE001 - Keras raises bare Exception for a failed download
         why = _reason(exc)
         if "hash does not match" in str(exc):
             with contextlib.suppress(OSError):
@@ -111,7 +110,7 @@ def _fetch(backbone: Backbone) -> Path:
             f"Could not get the ImageNet weights of {backbone.name}: {why}. URL: {url}; expected file "
             f"{backbone.weights_file} with {kind} {backbone.weights_hash}, in {folder}. Received: weights='imagenet'.",
             f"Download {url} where there is a network, check its {kind}, and copy it to {target}; or pass "
-            f"weights=PATH (--weights PATH) to a copy of it, or weights='none' to train without it.",
+            f"weights PATH, a copy of it anywhere, or weights none to train without it.",
             params="weights") from None
     return Path(path)
 
@@ -120,8 +119,6 @@ def _reason(exc: BaseException) -> str:
     text = str(exc)
     if "hash does not match" in text:
         return "the downloaded file's hash is not the one Keras pins for it"
-    if isinstance(exc, KeyboardInterrupt):
-        return "the download was interrupted"
     return f"the download failed ({text.rstrip('.')})"
 
 

@@ -132,7 +132,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         fitted = fit_transfer(dataset, config, run_dir, verbose=verbose)
     else:
         fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
-    config = dataclasses.replace(config, epochs=fitted.epochs)  # a budget's keeper may have moved the end
+    if plan:  # the budget's keeper may have moved the schedule's end
+        config = dataclasses.replace(config, epochs=fitted.epochs)
     metadata = artifact.metadata_for(dataset, config)
     if chief:
         artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
