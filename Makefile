@@ -48,7 +48,7 @@ test-tf: install browser
 	CNNKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-jax: install
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backends
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m "backends and not heavy and not slow and not readme"
 
 slow: install
 	$(BIN)/python -m pytest -q -m slow
