@@ -16,6 +16,7 @@ import numpy as np
 from cnnkit._backend import keras
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.explain.gradcam import chain, check_pixels, layer_index, overlay, run_layers
+from cnnkit.models.backbones import leaves
 from cnnkit.models.transfer import PREPROCESSING
 from cnnkit.plots import plot_image_grid
 
@@ -33,7 +34,7 @@ def first_layer_filters(model: keras.Model) -> np.ndarray:
         >>> first_layer_filters(model).shape  # doctest: +SKIP
         (32, 5, 5, 1)
     """
-    for layer in _leaves(model):  # a backbone's own first convolution, past cnnkit's channel maps
+    for layer in leaves(model):  # a backbone's own first convolution, past cnnkit's channel maps
         if isinstance(layer, keras.layers.Conv2D) and layer.name not in PREPROCESSING:
             kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float32)
             break
@@ -68,12 +69,6 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str | None = None
     stop = layer_index(model, layer) + 1
     maps = run_layers(chain(model)[:stop], keras.ops.convert_to_tensor(pixels.astype(np.float32)))
     return keras.ops.convert_to_numpy(maps)[0].astype(np.float32)
-
-
-def _leaves(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer in order, a nested backbone's own included."""
-    return [leaf for layer in model.layers
-            for leaf in (_leaves(layer) if isinstance(layer, keras.Model) else [layer])]
 
 
 def plot_filters(model: keras.Model, path: str | os.PathLike[str], *, ncols: int = 8) -> Path:

@@ -127,7 +127,7 @@ def get_backbone(name: str | Backbone) -> Backbone:
 def count_flops(model: Any) -> int:
     """Floating-point operations of one image through ``model``: 2 per multiply-add of its convolutions and
     dense layers (nested models included), the rest (activations, normalisation, pooling) left out."""
-    return sum(layer_flops(layer) for layer in _leaves(model))
+    return sum(layer_flops(layer) for layer in leaves(model))
 
 
 def layer_flops(layer: Any) -> int:
@@ -149,9 +149,9 @@ def layer_flops(layer: Any) -> int:
     return 0
 
 
-def _leaves(model: Any) -> list[Any]:
-    """Every layer of ``model``, nested models opened."""
+def leaves(model: Any) -> list[Any]:
+    """Every layer of ``model`` in order, nested models (a backbone, its own sub-models) opened."""
     found = []
     for layer in model.layers:
-        found.extend(_leaves(layer) if hasattr(layer, "layers") else [layer])
+        found.extend(leaves(layer) if hasattr(layer, "layers") else [layer])
     return found
