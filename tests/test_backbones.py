@@ -3,10 +3,13 @@ keras.applications, and the real fetch path (Keras' get_file) against a loopback
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import http.server
+import io
+import json
 import socket
 import threading
 import time
@@ -32,6 +35,7 @@ KERAS_SOURCE = {
     "resnet50": ("resnet", "resnet50", "BASE_WEIGHTS_PATH"),
 }
 SIDE = 64  # the tests' input side: the same layers, less work
+RUN_BACKBONE = "mobilenet_v3_small"  # the end-to-end runs: the cheapest to build and trace
 FAST = ["mobilenet_v3_small", "efficientnet_v2_b0", "resnet50"]  # one of each preprocessing, light enough
 
 
@@ -250,17 +254,44 @@ def shapes_folder(tmp_path_factory) -> Path:
     return root
 
 
+class Killed(Exception):
+    """Stands for the kill -9 that ends a run right after a checkpoint."""
+
+
 @pytest.fixture(scope="module")
 def backbone_runs(shapes_folder, tmp_path_factory, monkeypatch_module):
-    """EfficientNetV2 B0 (random weights) trained twice on the folder with one cnnkit home: both results."""
+    """A backbone (random weights) trained twice on the folder with one cnnkit home: both results.
+
+    The second run is killed after its first fine-tuning epoch's checkpoint, then resumed; also
+    returned: its history as the kill left it, and what the resumed launch printed.
+    """
+    from cnnkit.artifact import unfinished_run
+    from cnnkit.training import transfer
     from cnnkit.training.config import TrainConfig
     from cnnkit.training.run import train
 
     root = tmp_path_factory.mktemp("backbone_runs")
     monkeypatch_module.setenv("CNNKIT_HOME", str(root / "home"))
-    config = TrainConfig(data=str(shapes_folder), backbone="efficientnet_v2_b0", weights="none", image_size=32,
-                         fine_tune=1, epochs=3, near_duplicates="off")
-    return train(config, root / "first", verbose=0), train(config, root / "second", verbose=0)
+    config = TrainConfig(data=str(shapes_folder), backbone=RUN_BACKBONE, weights="none", image_size=32,
+                         fine_tune=2, epochs=3, near_duplicates="off")
+    first = train(config, root / "first", verbose=0)
+
+    class KilledAfterCheckpoint(transfer.RunRecorder):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch + 1 == config.epochs + 1:
+                raise Killed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transfer, "RunRecorder", KilledAfterCheckpoint)
+        with pytest.raises(Killed):
+            train(config, root / "second", verbose=0)
+    killed = json.loads((root / "second" / "history.json").read_text())
+    killed["status"] = unfinished_run(root / "second")
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        second = train(config, root / "second", resume=True, verbose=0)
+    return first, second, killed, output.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -272,15 +303,26 @@ def monkeypatch_module():
 def test_train_with_a_backbone_caches_features_and_saves_one_model(backbone_runs):
     from cnnkit.artifact import load_model
 
-    first, second = backbone_runs
+    first, second, _, _ = backbone_runs
     stages = first.metrics["transfer"]
-    assert stages["backbone"] == "efficientnet_v2_b0" and stages["features_cached"] == 0 and stages["features_computed"]
-    assert first.metrics["epochs"] == 3 + 1  # the head's epochs, then one of fine-tuning
+    assert stages["backbone"] == RUN_BACKBONE and stages["features_cached"] == 0 and stages["features_computed"]
+    assert first.metrics["epochs"] == 3 + 2  # the head's epochs, then two of fine-tuning
     model, meta = load_model(first.run_dir / "model.keras")  # safe mode: Keras' own layers only
     assert model.inputs[0].dtype == "uint8" and meta.class_names == ["blue", "green", "red"]
     assert first.metrics["test_accuracy"] > 0.5  # colour is easy even for random features, once standardised
-    again = second.metrics["transfer"]
+    again = second.metrics["transfer"]  # recorded by the launch that ran stage 1, kept through the resume
     assert again["features_computed"] == 0 and again["features_cached"] == stages["features_computed"]
+
+
+def test_a_run_killed_while_fine_tuning_resumes_there(backbone_runs):
+    _, second, killed, printed = backbone_runs
+    assert len(killed["loss"]) == 3 + 1 and killed["status"] == "4 of 5 epochs completed"
+    assert "Resuming" in printed and "after epoch 4/5" in printed and "Features:" not in printed  # no stage 1 again
+    history = json.loads((second.run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 5 and history["loss"][:4] == killed["loss"][:4]
+    # The schedule went on where it stopped: stage 2's rate falls to 0 at its last epoch, not restarted.
+    assert history["learning_rate"][3] > history["learning_rate"][4] == pytest.approx(0.0, abs=1e-9)
+    assert (second.run_dir / "model.keras").is_file() and not (second.run_dir / "checkpoints").exists()
 
 
 def test_a_backbone_model_is_explained_exported_and_served(backbone_runs, shapes_folder, tmp_path):

@@ -187,7 +187,11 @@ def unfinished_run(run_dir: str | Path) -> str | None:
     if (run_dir / MODEL).is_file() or not (run_dir / CONFIG).is_file():
         return None
     done = len(read_json(run_dir / HISTORY_JSON).get("loss", []))
-    planned = read_json(run_dir / CONFIG).get("train", {}).get("epochs")
+    record = read_json(run_dir / CONFIG)
+    planned = record.get("train", {}).get("epochs")
+    if planned and record.get("preset", {}).get("backbone"):  # the head's epochs, then fine-tuning's
+        fine_tune = record["train"].get("fine_tune")
+        planned += record["preset"].get("fine_tune", 0) if fine_tune is None else fine_tune
     return f"{done} of {planned or '?'} epochs completed"
 
 

@@ -128,8 +128,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         print(dataset.report)
         if chief:
             write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
-    if backbone:  # two stages: the head on cached features, then fine-tuning (a resumed run starts them again)
-        fitted = fit_transfer(dataset, config, run_dir, verbose=verbose)
+    if backbone:  # two stages: the head on cached features, then fine-tuning (a resumed run goes on with it)
+        fitted = fit_transfer(dataset, config, run_dir, resume=resume, verbose=verbose)
     else:
         fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
     if plan:  # the budget's keeper may have moved the schedule's end

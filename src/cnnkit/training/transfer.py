@@ -48,8 +48,14 @@ FEATURE_BATCH = 32
 _CHUNK = 256  # images read (and hashed) at a time: the folder may be on disk
 
 
-def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, verbose: int | str = 2) -> FitResult:
-    """Train ``config``'s backbone recipe on ``dataset`` into ``run_dir``: stage 1, then stage 2 if asked."""
+def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+                 verbose: int | str = 2) -> FitResult:
+    """Train ``config``'s backbone recipe on ``dataset`` into ``run_dir``: stage 1, then stage 2 if asked.
+
+    With ``resume=True`` and a checkpoint in ``run_dir`` (a run killed while fine-tuning), stage 2
+    goes on after its last completed epoch: model, optimizer, schedule (as the budget left it) and
+    history come from the checkpoint. A run killed in stage 1 starts again; its features are cached.
+    """
     from cnnkit import artifact
 
     start = time.perf_counter()  # --budget counts both stages
@@ -57,19 +63,40 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, verbose: i
     backbone = get_backbone(preset.backbone)
     keras.utils.set_random_seed(config.seed)
     split = split_dataset(dataset, config)
-    model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
-    path = load_weights(model, config)
-    print(f"Backbone: {backbone.name} ({backbone.params:,} parameters), weights "
-          f"{'random (none)' if path is None else path}.")
     weights, weighting = class_weights(config.class_weight, split.y_train, dataset.class_names)
-    print(weighting)
-    history, stages = train_head(model, split, config, weights, cache_key=f"{backbone.name}-{weights_digest(model)}")
-    recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, state), history)
-    left = config.budget * 60 - (time.perf_counter() - start) if config.budget else None
-    if preset.fine_tune and left is not None and left <= 0:
-        print(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
-    elif preset.fine_tune:
-        fine_tune(model, split, config, preset.fine_tune, weights, recorder, verbose, budget_seconds=left)
+    checkpoint = run_dir / artifact.CHECKPOINT
+    if resume and checkpoint.is_file():
+        model, meta = artifact.load_model(checkpoint, compile=True)
+        state = meta.extra.get("training", {})
+        history, stages = state.get("history", {}), dict(state.get("stages", {}))
+        plan = {"end": int(state.get("end", config.epochs + preset.fine_tune))}
+        print(f"Resuming {run_dir} after epoch {state.get('epoch', 0)}/{plan['end']} (fine-tuning; the head's "
+              f"{config.epochs} epochs are done).")
+        print(weighting)
+        recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, {**state, **plan,
+                                                                                              "stages": stages}),
+                               history)
+        run_fine_tune(model, split, config, plan, weights, recorder, verbose)
+    else:
+        if resume:
+            print(f"No completed fine-tuning epoch to resume from in {run_dir}; starting from stage 1.")
+        model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        path = load_weights(model, config)
+        print(f"Backbone: {backbone.name} ({backbone.params:,} parameters), weights "
+              f"{'random (none)' if path is None else path}.")
+        print(weighting)
+        history, stages = train_head(model, split, config, weights,
+                                     cache_key=f"{backbone.name}-{weights_digest(model)}")
+        plan = {"end": config.epochs + preset.fine_tune}  # where stage 2 ends; the budget may move it
+        recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, {**state, **plan,
+                                                                                              "stages": stages}),
+                               history)
+        left = config.budget * 60 - (time.perf_counter() - start) if config.budget else None
+        if preset.fine_tune and left is not None and left <= 0:
+            print(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
+        elif preset.fine_tune:
+            fine_tune(model, split, config, preset.fine_tune, recorder)
+            run_fine_tune(model, split, config, plan, weights, recorder, verbose, budget_seconds=left)
     steps = math.ceil(len(split.x_train) / config.batch_size)
     return FitResult(model, recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size), len(recorder.history.get("loss", [])),
@@ -181,12 +208,11 @@ def _write(folder: Path, keys: np.ndarray, features: np.ndarray) -> None:
             np.savez(handle, keys=keys, features=features)
 
 
-def fine_tune(model: keras.Model, split: Any, config: TrainConfig, epochs: int, weights: dict[int, float] | None,
-              recorder: RunRecorder, verbose: int | str, budget_seconds: float | None = None) -> None:
-    """Stage 2: the top of the backbone and the head, batch norm frozen, at a tenth of the rate, on pixels.
+def fine_tune(model: keras.Model, split: Any, config: TrainConfig, epochs: int, recorder: RunRecorder) -> None:
+    """Ready stage 2: the top of the backbone and the head trainable, batch norm frozen, a tenth of the rate.
 
-    With ``budget_seconds`` (what stage 1 left of ``--budget``) the epochs are kept inside it: the
-    schedule ends sooner when they would not fit (:class:`~cnnkit.training.callbacks.BudgetKeeper`).
+    The schedule spans ``epochs`` epochs from the epochs ``recorder`` holds (the head's);
+    :func:`run_fine_tune` trains them.
     """
     backbone = find_backbone(model)
     backbone.trainable = True
@@ -196,7 +222,6 @@ def fine_tune(model: keras.Model, split: Any, config: TrainConfig, epochs: int, 
         # Batch norm frozen is batch norm in inference mode (Keras 3): its statistics stay ImageNet's.
         layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
     steps = math.ceil(len(split.x_train) / config.batch_size)
-    done = len(recorder.history.get("loss", []))
     rate = keras.optimizers.schedules.CosineDecay(config.learning_rate * FINE_TUNE_RATE, decay_steps=steps * epochs,
                                                   alpha=0.0)
     model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": rate}, learning_rate=rate),
@@ -205,8 +230,27 @@ def fine_tune(model: keras.Model, split: Any, config: TrainConfig, epochs: int, 
     print(f"Fine-tuning: {epochs} epochs of the top {len(layers) - first} of {len(layers)} backbone layers and the "
           f"head ({trainable:,} trainable parameters), batch norm frozen, peak rate "
           f"{config.learning_rate * FINE_TUNE_RATE:g}.")
-    inputs, feed_callbacks = fit_inputs(split, config)
-    keeper = [] if budget_seconds is None else [BudgetKeeper(
-        budget_seconds, done + epochs, done + epochs, lambda end: end_schedule_at(model, (end - done) * steps))]
-    model.fit(**inputs, epochs=done + epochs, initial_epoch=done, class_weight=weights, verbose=verbose,
+
+
+def run_fine_tune(model: keras.Model, split: Any, config: TrainConfig, plan: dict[str, int],
+                  weights: dict[int, float] | None, recorder: RunRecorder, verbose: int | str,
+                  budget_seconds: float | None = None) -> None:
+    """Stage 2's epochs, from those ``recorder`` holds to ``plan["end"]``, on pixels through the augmentation.
+
+    With ``budget_seconds`` (what stage 1 left of ``--budget``) the epochs are kept inside it: the
+    schedule ends sooner when they would not fit (:class:`~cnnkit.training.callbacks.BudgetKeeper`),
+    and ``plan["end"]``, which every checkpoint records, moves with it.
+    """
+    steps = math.ceil(len(split.x_train) / config.batch_size)
+    done = len(recorder.history.get("loss", []))
+    if done >= plan["end"]:
+        return
+
+    def reschedule(end: int) -> None:
+        end_schedule_at(model, (end - config.epochs) * steps)
+        plan["end"] = end
+
+    keeper = [] if budget_seconds is None else [BudgetKeeper(budget_seconds, plan["end"], plan["end"], reschedule)]
+    inputs, feed_callbacks = fit_inputs(split, config, done)
+    model.fit(**inputs, epochs=plan["end"], initial_epoch=done, class_weight=weights, verbose=verbose,
               callbacks=[*feed_callbacks, keras.callbacks.TerminateOnNaN(), *keeper, recorder])
