@@ -35,6 +35,13 @@ def test_views_move_the_image_one_pixel_each_way_originals_first():
     assert where == [(2, 3), (3, 3), (1, 3), (2, 4), (2, 2)]  # itself, down, up, right, left
 
 
+def test_flip_adds_the_left_right_mirror_after_the_shifts():
+    out = views(dot(2, 1), {"shift": 1, "flip": True})
+    assert out.shape == (6, 6, 6, 1) and num_views({"shift": 1, "flip": True}) == 6
+    assert tuple(int(v) for v in np.argwhere(out[5, ..., 0] == 255)[0]) == (2, 4)  # column 1 of 6 mirrored
+    assert num_views({"flip": True}) == 2 and (views(dot(0, 0), {"flip": True})[1, 0, 5, 0] == 255)
+
+
 def test_uncovered_border_is_filled_from_the_edge_not_with_black():
     image = np.full((1, 4, 4, 1), 200, np.uint8)
     image[0, 0, :, 0] = 90  # top row
@@ -69,6 +76,7 @@ def test_averaged_returns_the_mean_over_views_per_image():
     ({"shift": -1}, "shift=-1"),
     ({"shift": 1.5}, "shift=1.5"),
     ({"shift": True}, "shift=True"),
+    ({"flip": 1}, "flip=1"),
 ])
 def test_bad_specs_say_what_was_received(spec, message):
     with pytest.raises(ConfigError, match=message):

@@ -100,7 +100,7 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
                         "one split (group, default), once (drop), or not looked for (off)")
     p.add_argument("--budget", type=float, metavar="MINUTES",
                    help="plan the epochs to fill this much training time (measured on the first steps); "
-                        "recipe auto plans 10 minutes unless --epochs is given")
+                        "recipe auto plans 15 minutes unless --epochs is given")
     p.add_argument("--class-weight", default="auto", metavar="auto|none|balanced|NAME=W,...",
                    help="weigh each class's loss: balanced (n / (classes x n_class)), your own weights, none, or "
                         "auto (default: balanced when the largest class has 3x the images of the smallest)")

@@ -1,11 +1,12 @@
-"""Test-time augmentation: average the class probabilities of a few shifted copies of each image.
+"""Test-time augmentation: average the class probabilities of a few shifted or mirrored copies of each image.
 
-A recipe asks for it with ``tta={"shift": 1}``; the model's metadata carries it, and
+A recipe asks for it with ``tta={"shift": 1}`` or ``tta={"flip": True}``; the model's metadata carries it, and
 :class:`cnnkit.engines.Averaged` applies it around whichever engine runs the model, so
 evaluation, ``cnnkit predict`` and ``cnnkit serve`` give the same numbers. ``shift: k`` makes five
 views of every image: itself and copies moved ``k`` pixels up, down, left and right,
-the uncovered border filled with the nearest edge pixel. Inference costs five model
-calls' worth of arithmetic (one call on a five-times-larger batch).
+the uncovered border filled with the nearest edge pixel. ``flip: True`` adds the image's mirror
+(left to right: for recipes whose training flips that way, such as photos; never for digits).
+Inference costs one model call's worth of arithmetic per view (one call on a larger batch).
 
 Example:
     >>> import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 
 from cnnkit.errors import ConfigError
 
-_KEYS = {"shift"}
+_KEYS = {"shift", "flip"}
 
 
 def check_spec(spec: dict[str, Any] | None, where: str = "tta") -> dict[str, Any]:
@@ -30,17 +31,21 @@ def check_spec(spec: dict[str, Any] | None, where: str = "tta") -> dict[str, Any
     unknown = set(spec) - _KEYS
     if unknown:
         raise ConfigError(f"Unknown key(s) {sorted(unknown)} in {where}. Expected some of {sorted(_KEYS)}. "
-                          f"Received: {where}={spec!r}.", "Use e.g. {\"shift\": 1} or {} for none.")
+                          f"Received: {where}={spec!r}.", "Use e.g. {\"shift\": 1}, {\"flip\": true} or {} for none.")
     shift = spec.get("shift", 0)
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ConfigError(f"{where}['shift'] must be a whole number of pixels >= 0. Received: shift={shift!r}.",
                           "Use 1 (copies moved by one pixel) or 0 for none.")
-    return {"shift": shift} if shift else {}
+    flip = spec.get("flip", False)
+    if not isinstance(flip, bool):
+        raise ConfigError(f"{where}['flip'] must be true or false. Received: flip={flip!r}.",
+                          "Use true (the image and its left-right mirror) or leave it out.")
+    return {**({"shift": shift} if shift else {}), **({"flip": True} if flip else {})}
 
 
 def num_views(spec: dict[str, Any]) -> int:
     """How many copies of each image the spec makes (1: TTA off)."""
-    return 5 if spec.get("shift") else 1
+    return 1 + (4 if spec.get("shift") else 0) + (1 if spec.get("flip") else 0)
 
 
 def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -54,6 +59,7 @@ def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def views(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     """All views of a ``(N, H, W, C)`` batch, view-major: ``(V * N, H, W, C)``, the originals first."""
     k = spec.get("shift", 0)
-    if not k:
-        return images
-    return np.concatenate([images] + [_shifted(images, dy, dx) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))])
+    copies = [_shifted(images, dy, dx) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))] if k else []
+    if spec.get("flip"):
+        copies.append(images[:, :, ::-1])
+    return np.concatenate([images, *copies]) if copies else images
