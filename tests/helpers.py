@@ -9,7 +9,7 @@ adding a member cannot skip a check:
   step, survives a ``.keras`` round trip, has an exact float32 twin, and every graph export
   (SavedModel, LiteRT, ONNX) answers as Keras does, twice the same.
 - :func:`check_engine`: the same probabilities as the Keras model, with and without TTA.
-- :func:`check_route`: every error is JSON ``{code, message}`` with the status it should have.
+- :func:`check_route`: every error is JSON ``{code, message}`` (``{error}`` on ``/v2``) with the status it should have.
 - :func:`check_dataset`: uint8 NHWC pixels, labels in range, disjoint splits, class names.
 
 Test modules import from here (and from ``photo_factory``), never from one another.
@@ -17,11 +17,14 @@ Test modules import from here (and from ``photo_factory``), never from one anoth
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import struct
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +133,31 @@ def wait_ready_http(http: Any, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+@contextlib.contextmanager
+def live_server(predictor: Any, **settings: Any) -> Iterator[str]:
+    """A real uvicorn server for ``predictor`` on a free loopback port, in a thread; yields its base URL."""
+    import httpx
+
+    from cnnkit.server import ServerSettings, create_app
+    from cnnkit.server.cli import build_server
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # loopback only
+    config = ServerSettings(port=sock.getsockname()[1], **settings)
+    server = build_server(create_app(predictor, config), config, log_level="error")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{config.port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            wait_ready_http(http)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
 def png_header_bomb(width: int = 9_000, height: int = 9_000) -> bytes:
     """A tiny PNG whose header claims a huge image (a decompression-bomb probe)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -140,10 +168,15 @@ def png_header_bomb(width: int = 9_000, height: int = 9_000) -> bytes:
 
 
 def check_route(response: Any, status: int, *fragments: str) -> dict[str, Any]:
-    """An answer with ``status`` and the one error shape: JSON ``{code, message}``, no internals in it."""
+    """An answer with ``status`` and the one error shape: JSON ``{code, message}``, or on the Open
+    Inference Protocol's ``/v2`` routes the protocol's ``{error}``; no internals in it. Returns ``{code, message}``."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
+    path = response.request.url.path
+    if path == "/v2" or path.startswith("/v2/"):
+        assert set(body) == {"error"} and body["error"], body
+        body = {"code": status, "message": body["error"]}
     assert set(body) == {"code", "message"} and body["code"] == status and body["message"], body
     assert "Traceback" not in body["message"]
     assert not fragments or any(f in body["message"] for f in fragments), (fragments, body["message"])

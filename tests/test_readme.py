@@ -64,8 +64,9 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-def python_block(text: str) -> str:
-    return re.search(r"```python\n(.*?)```", text, re.S)[1]
+def python_block(text: str, first: str) -> str:
+    """The README's Python block whose first line starts with ``first``."""
+    return next(body for body in re.findall(r"```python\n(.*?)```", text, re.S) if body.startswith(first))
 
 
 @dataclass
@@ -177,9 +178,19 @@ def _serve_briefly(command: str) -> Callable[[Walk], None]:
 
 
 def _python(walk: Walk) -> None:
-    code = python_block(README.read_text()).replace("epochs=2)", "epochs=1, train_limit=3000, test_limit=1000)")
+    code = python_block(README.read_text(), "import cnnkit").replace("epochs=2)", "epochs=1, train_limit=3000, "
+                                                                                 "test_limit=1000)")
     (walk.home / "readme_api.py").write_text(code + "\nprint(predictor.predict(data.x_test[:5])[0])\n")
     assert "Prediction(label=" in walk.sh(f"{sys.executable} readme_api.py")
+
+
+def _triton(walk: Walk) -> None:
+    """The README's tritonclient example against the server `cnnkit serve runs/a --port 8000` started; then stop it."""
+    code = python_block(README.read_text(), "import numpy as np, tritonclient")
+    (walk.home / "readme_triton.py").write_text(code.replace('"localhost:8000"', f'"localhost:{walk.port}"'))
+    out = walk.sh(f"{sys.executable} readme_triton.py")
+    assert out.startswith("True [{'name': 'pixels'") and re.search(r"\[b'\w+'\]", out), out
+    walk.stop("deploy")
 
 
 def _two_processes(walk: Walk, commands: list[str]) -> None:
@@ -234,12 +245,13 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "curl -F file=@digit.png localhost:8000/v1/predict":
             lambda w: _answer(w.sh("curl -sS -F file=@digit.png localhost:8000/v1/predict")),
         "curl --data-binary @digit.png -H 'Content-Type: image/png' localhost:8000/v1/predict":
-            lambda w: (_answer(w.sh("curl -sS --data-binary @digit.png -H 'Content-Type: image/png' "
-                                    "localhost:8000/v1/predict")), w.stop("deploy")),
+            lambda w: _answer(w.sh("curl -sS --data-binary @digit.png -H 'Content-Type: image/png' "
+                                   "localhost:8000/v1/predict")),
         "cnnkit predict runs/a photos/ --out predictions.csv":
             lambda w: w.sh("cnnkit predict runs/a photos/ --out predictions.csv"),
         "cnnkit export runs/a --format onnx": lambda w: w.sh("cnnkit export runs/a --format onnx"),
         "python: import cnnkit": _python,
+        "python: import numpy as np, tritonclient.http as httpclient    # pip install 'tritonclient[http]'": _triton,
         "pip install 'cnnkit[jax]'": _extra("pip install 'cnnkit[jax]'"),
         "KERAS_BACKEND=jax cnnkit train mnist --distribute data-parallel --out runs/dp":
             lambda w: w.sh(f"KERAS_BACKEND=jax cnnkit train mnist --distribute data-parallel --out runs/dp {MNIST_SHORT}"),

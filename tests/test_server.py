@@ -97,9 +97,12 @@ def test_v2_round_trip(client, predictor, nested):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == "req-7" and body["model_name"] == "digits" and body["model_version"] == "1"
-    [output] = body["outputs"]
+    output, label = body["outputs"]  # no "outputs" asked: all of them
     assert output["name"] == "probabilities" and output["datatype"] == "FP32" and output["shape"] == [2, 3]
-    np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), predictor.predict_proba(pixels), atol=1e-6)
+    expected = predictor.predict_proba(pixels)
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, atol=1e-6)
+    assert label == {"name": "label", "datatype": "BYTES", "shape": [2],
+                     "data": [predictor.class_names[i] for i in expected.argmax(1)]}
 
 
 def test_metrics_count_requests_and_batches(client):
@@ -154,11 +157,11 @@ ERROR_CASES = {
                           "No image in field 'file'. Received fields: ['image']"),
     "422 top_k": ("/v1/predict?top_k=zero", {"content": PNG, "headers": IMAGE}, 422, "top_k='zero'"),
     "422 v2 not json": ("/v2/models/digits/infer", {"content": b"{oops", "headers": {"content-type": "application/json"}},
-                        422, "not valid JSON"),
+                        422, "JSON is not valid"),
     "422 v2 no inputs": ("/v2/models/digits/infer", {"json": {"data": [1]}}, 422, "exactly one tensor"),
     "422 v2 datatype": ("/v2/models/digits/infer", _v2(datatype="FP32"), 422, 'Received: datatype="FP32"'),
     "422 v2 shape": ("/v2/models/digits/infer", _v2(shape=[1, 32, 32, 3]), 422,
-                     "Expected shape [N, 28, 28, 1] with N >= 1. Received: shape=[1, 32, 32, 3]"),
+                     "of shape [N, 28, 28, 1] with N >= 1. Received: shape=[1, 32, 32, 3]"),
     "422 v2 count": ("/v2/models/digits/infer", _v2(data=[0] * 10), 422, "holds 10 values but shape"),
     "422 v2 range": ("/v2/models/digits/infer", _v2(data=[256] * 784), 422, "values from 256 to 256"),
     "422 v2 floats": ("/v2/models/digits/infer", _v2(data=[0.5] * 784), 422, "list of integers 0-255"),
@@ -167,6 +170,10 @@ ERROR_CASES = {
     "404 v2 model": ("/v2/models/cats/infer", _v2(), 404, "Received: 'cats'"),
     "404 v2 version": ("/v2/models/digits/versions/9/infer", _v2(), 404, "version 9"),
     "404 path": ("/v3/anything", {}, 404, "No such endpoint"),
+    "404 v2 path": ("/v2/anything", {}, 404, "No such endpoint"),
+    "422 v2 deep JSON": ("/v2/models/digits/infer", {"content": b"[" * 20_000 + b"]" * 20_000,
+                                                     "headers": {"content-type": "application/json"}},
+                         422, "nested too deeply"),
 }
 
 
@@ -182,7 +189,7 @@ def test_every_route_answers_errors_in_one_shape(client, method, path, handler):
     url = path.format(name="digits", version="1")
     refused = client.request("PUT", url)
     check_route(refused, 405, "Method not allowed. Received: PUT")
-    assert method in refused.headers["allow"] and method in refused.json()["message"]
+    assert method in refused.headers["allow"] and method in check_route(refused, 405)["message"]
     if method == "POST":  # a body of the wrong type: refused before anything is parsed
         check_route(client.post(url, content=b"x", headers={"content-type": "text/plain"}), 415, "text/plain")
     else:

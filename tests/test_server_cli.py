@@ -111,3 +111,23 @@ def test_real_server_answers_over_loopback_and_drains_on_shutdown():
         server.should_exit = True
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_the_access_log_goes_to_stderr_from_its_own_thread(capfd):
+    import logging
+
+    from cnnkit.server.cli import _access_log
+
+    access = logging.getLogger("cnnkit.access")
+    try:
+        listener = _access_log(enabled=True)
+        access.info('{"path": "/livez", "status": 200}')
+        listener.stop()
+        assert capfd.readouterr().err == '{"path": "/livez", "status": 200}\n'
+        quiet = _access_log(enabled=False)  # --log-level warning
+        access.info("not written")
+        quiet.stop()
+        assert capfd.readouterr().err == ""
+    finally:  # as before: no handler of its own, lines go to the root logger (and pytest's caplog)
+        access.handlers, access.propagate = [], True
+        access.setLevel(logging.NOTSET)

@@ -3,8 +3,10 @@
 Endpoints (:data:`ROUTES`; the 404 answer lists the app's routes from the app itself):
   * ``POST /v1/predict``: images (multipart field ``file``, repeatable, or a raw
     ``image/*`` body) → labels and top-k probabilities.
-  * ``POST /v2/models/{name}[/versions/{version}]/infer``: KServe V2 JSON, one
-    ``UINT8`` tensor ``pixels`` ``[N, H, W, C]`` → ``FP32`` ``probabilities`` ``[N, K]``.
+  * The Open Inference Protocol (KServe V2, :mod:`cnnkit.server.oip`): ``GET /v2``,
+    ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{version}]`` and its
+    ``/ready``, and ``POST .../infer`` (``UINT8`` pixels or ``BYTES`` image files in, JSON or binary
+    tensors); errors there are the protocol's ``{"error": ...}``.
   * ``GET /v1/models``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
   * ``GET /``: a page to draw a digit or upload a photo and see the answer (``static/``).
 
@@ -24,32 +26,46 @@ from typing import AsyncIterator, Callable, TypeVar
 import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cnnkit.predictor import Predictor
-from cnnkit.server import payloads
+from cnnkit.server import oip, payloads
+from cnnkit.server.access import AccessMiddleware
 from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError
-from cnnkit.server.errors import EXCEPTION_HANDLERS, ApiError, error_response
+from cnnkit.server.errors import EXCEPTION_HANDLERS, ApiError, error_response, is_v2
 from cnnkit.engines import Engine
 from cnnkit.server.metrics import MetricsMiddleware, ServerMetrics
 from cnnkit.server.settings import ServerSettings
 
-V2_OUTPUT = "probabilities"
 # Every API endpoint: method, path, and the Service method that answers it. The tests run the
 # same checks over each (tests/helpers.py check_route).
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/predict", "predict"),
     ("POST", "/v2/models/{name}/infer", "infer_v2"),
     ("POST", "/v2/models/{name}/versions/{version}/infer", "infer_v2"),
+    ("GET", "/v2", "server_metadata_v2"),
+    ("GET", "/v2/health/live", "livez"),
+    ("GET", "/v2/health/ready", "readyz"),
+    ("GET", "/v2/models/{name}", "model_metadata_v2"),
+    ("GET", "/v2/models/{name}/versions/{version}", "model_metadata_v2"),
+    ("GET", "/v2/models/{name}/ready", "model_ready_v2"),
+    ("GET", "/v2/models/{name}/versions/{version}/ready", "model_ready_v2"),
     ("GET", "/v1/models", "models"),
     ("GET", "/livez", "livez"),
     ("GET", "/readyz", "readyz"),
     ("GET", "/metrics", "metrics_text"),
 )
 STATIC = Path(__file__).parent / "static"
+CORS_HEADERS = ["Authorization", "Content-Type", "Inference-Header-Content-Length", "X-Request-ID"]
+
+
+def oip_path(request: Request) -> bool:
+    """Whether the request came by an Open Inference Protocol route (its answers take the protocol's shape)."""
+    return is_v2(request.url.path)
 T = TypeVar("T")
 
 
@@ -142,24 +158,49 @@ class Service:
         ]
         return JSONResponse({"model": self.model_info, "predictions": predictions})
 
-    async def infer_v2(self, request: Request) -> Response:
+    def _check_model(self, request: Request) -> None:
+        """404 unless the path names this server's model (and version, if it names one)."""
         name, version = request.path_params["name"], request.path_params.get("version")
         if name != self.settings.model_name or version not in (None, self.settings.model_version):
             asked = name + (f" version {version}" if version else "")
             raise ApiError(404, f"Unknown model. Received: {asked!r}. This server serves "
                                 f"{self.settings.model_name!r} version {self.settings.model_version!r}: "
-                                f"POST /v2/models/{self.settings.model_name}/infer.")
-        kind = payloads.media_type(request)
-        if kind and kind != "application/json" and not kind.endswith("+json"):
-            raise ApiError(415, f"Unsupported Content-Type for a V2 request. Received: {kind!r}. "
-                                "Send JSON with Content-Type: application/json.")
+                                f"GET /v2/models/{self.settings.model_name} describes it.")
+
+    async def infer_v2(self, request: Request) -> Response:
+        self._check_model(request)
+        kind, header = payloads.media_type(request), request.headers.get(oip.HEADER_LENGTH)
+        if kind and header is None and kind != "application/json" and not kind.endswith("+json"):
+            raise ApiError(415, f"Unsupported Content-Type for an inference request. Received: {kind!r}. "
+                                "Send JSON (Content-Type: application/json), or JSON then binary tensors with "
+                                "the Inference-Header-Content-Length header.")
         body = await payloads.read_body(request, self.settings.max_body_bytes)
-        pixels, request_id = await self._in_pool(payloads.parse_v2, body, self.predictor.input_shape)
+        parsed = await self._in_pool(oip.parse_request, body, header, self.predictor.input_shape)
+        pixels = parsed.pixels
+        if parsed.images is not None:
+            images = await asyncio.gather(*(self._in_pool(payloads.decode_for, self.predictor, data, f"images[{i}]",
+                                                          self.settings.max_image_pixels)
+                                            for i, data in enumerate(parsed.images)))
+            pixels = np.stack(images)
         probs = await self._probabilities(pixels)
-        answer = {"model_name": self.settings.model_name, "model_version": self.settings.model_version,
-                  "outputs": [{"name": V2_OUTPUT, "shape": list(probs.shape), "datatype": "FP32",
-                               "data": probs.ravel().tolist()}]}
-        return JSONResponse(answer if request_id is None else {"id": request_id, **answer})
+        body, headers, media = oip.encode_response(parsed, probs, self.predictor.class_names, self.settings.model_name,
+                                                   self.settings.model_version)
+        return Response(body, media_type=media, headers=headers)
+
+    async def server_metadata_v2(self, request: Request) -> Response:
+        from cnnkit import __version__
+
+        return JSONResponse({"name": "cnnkit", "version": __version__, "extensions": oip.EXTENSIONS})
+
+    async def model_metadata_v2(self, request: Request) -> Response:
+        self._check_model(request)
+        return JSONResponse(oip.model_metadata(self.settings.model_name, self.settings.model_version,
+                                               f"cnnkit_{self.batcher.engine.name}", self.predictor.input_shape,
+                                               len(self.predictor.class_names)))
+
+    async def model_ready_v2(self, request: Request) -> Response:
+        self._check_model(request)
+        return await self.readyz(request)
 
     async def models(self, request: Request) -> Response:
         meta = self.predictor.metadata
@@ -169,14 +210,14 @@ class Service:
                                          "tta": self.predictor.tta}]})
 
     async def livez(self, request: Request) -> Response:
-        return JSONResponse({"status": "alive"})
+        return JSONResponse({"live": True} if oip_path(request) else {"status": "alive"})
 
     async def readyz(self, request: Request) -> Response:
         if self.batcher.ready:
-            return JSONResponse({"status": "ready", "model": self.model_info})
+            return JSONResponse({"ready": True} if oip_path(request) else {"status": "ready", "model": self.model_info})
         return error_response(503, "Not ready: the model is loading or warming up (or the server is draining). "
-                                   "Received: GET /readyz. Retry shortly.",
-                              {"Retry-After": str(self.settings.retry_after_s)})
+                                   f"Received: GET {request.url.path}. Retry shortly.",
+                              {"Retry-After": str(self.settings.retry_after_s)}, request.url.path)
 
     async def metrics_text(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
@@ -202,7 +243,13 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None, *,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *(Route(path, getattr(service, handler), methods=[method]) for method, path, handler in ROUTES),
     ]
+    middleware = [Middleware(AccessMiddleware, api_key=service.settings.api_key),
+                  Middleware(MetricsMiddleware, metrics=service.metrics)]
+    if service.settings.cors_origins:  # outermost: a browser's preflight carries no key
+        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(service.settings.cors_origins),
+                                        allow_methods=["GET", "POST"], allow_headers=CORS_HEADERS,
+                                        expose_headers=["X-Request-ID", "Inference-Header-Content-Length"]))
     app = Starlette(routes=routes, lifespan=service.lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[Middleware(MetricsMiddleware, metrics=service.metrics)])
+                    middleware=middleware)
     app.state.service = service
     return app

@@ -9,7 +9,12 @@ stops accepting connections, lets in-flight requests finish (up to
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.handlers
+import os
+import queue
 import socket
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+API_KEY_ENV = "CNNKIT_API_KEY"  # the key from the environment: it stays out of the process list
 # Options named after their ServerSettings field (--max-batch-size → max_batch_size).
 _OPTIONS: dict[str, tuple[type, str]] = {
     "host": (str, "address to listen on (default 127.0.0.1: this machine only)"),
@@ -39,6 +45,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_MODEL", help="run folder, .keras file, or exported model.json")
     for name, (kind, text) in _OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    parser.add_argument("--api-key", dest="api_key",
+                        help="a bearer token every route but the probes needs (default: $CNNKIT_API_KEY; none: open)")
+    parser.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+                        help="let a web page from ORIGIN (e.g. https://app.example.com) call the API; repeatable; "
+                             "off by default")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="uvicorn's log level (default info)")
     parser.add_argument("--no-tta", action="store_true",
@@ -50,6 +61,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """ServerSettings from parsed options; unset options keep the dataclass defaults."""
     known = {f.name for f in fields(ServerSettings)}
     values = {name: getattr(args, name) for name in _OPTIONS if name in known and getattr(args, name, None) is not None}
+    key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
+    if key is not None:
+        values["api_key"] = key
+    if getattr(args, "cors_origins", None):
+        values["cors_origins"] = tuple(args.cors_origins)
     if "model_name" not in values:
         path = Path(args.run)
         values["model_name"] = safe_model_name(path.name if path.is_dir() else path.stem)
@@ -62,7 +78,7 @@ def build_server(app: "Starlette", settings: ServerSettings, log_level: str = "i
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                             timeout_graceful_shutdown=settings.graceful_timeout_s,
-                            lifespan="on", server_header=False)
+                            lifespan="on", server_header=False, access_log=False)  # cnnkit.access logs instead
     return uvicorn.Server(config)
 
 
@@ -77,12 +93,33 @@ def serve(args: argparse.Namespace) -> int:
     _check_port_free(settings)  # before the (slow) model load
     predictor = cnnkit.load(args.run, tta=not args.no_tta)
     server = build_server(create_app(predictor, settings), settings, args.log_level)
+    listener = _access_log(args.log_level in ("debug", "info"))
     tta = f", averaging test-time views {predictor.tta}" if predictor.tta else ""
     print(f"Serving {settings.model_name} ({len(predictor.class_names)} classes, input "
           f"{'x'.join(map(str, predictor.input_shape))}{tta}) on http://{settings.host}:{settings.port}  "
+          f"{' (API key required)' if settings.api_key else ''} "
           "(POST /v1/predict, POST /v2/models/{name}/infer; Ctrl+C to stop)", flush=True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        listener.stop()  # writes out the lines still queued
     return 0 if server.started else 1  # uvicorn logged why start-up failed
+
+
+def _access_log(enabled: bool) -> logging.handlers.QueueListener:
+    """Send ``cnnkit.access``'s lines (one per request) to stderr from a thread of their own.
+
+    The event loop only puts each line on a queue; the write to stderr, which may block on a slow
+    terminal or pipe, never delays an answer.
+    """
+    access = logging.getLogger("cnnkit.access")
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    access.handlers = [logging.handlers.QueueHandler(lines)]
+    access.propagate = False
+    access.setLevel(logging.INFO if enabled else logging.WARNING)
+    listener = logging.handlers.QueueListener(lines, logging.StreamHandler(sys.stderr))
+    listener.start()
+    return listener
 
 
 def _check_port_free(settings: ServerSettings) -> None:

@@ -1,4 +1,5 @@
-"""JSON errors: every non-2xx answer is ``{"code": <int>, "message": "<what, received, fix>"}``.
+"""JSON errors: every non-2xx answer is ``{"code": <int>, "message": "<what, received, fix>"}``, and on the
+Open Inference Protocol's routes (``/v2...``) the protocol's own ``{"error": "<what, received, fix>"}``.
 
 Routes raise :class:`ApiError`; a stray :class:`~cnnkit.errors.DataError`
 (an image that will not decode, pixels of the wrong shape) becomes a 422, since
@@ -35,20 +36,31 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The one JSON shape of every error."""
-    return JSONResponse({"code": status, "message": message}, status_code=status, headers=dict(headers or {}))
+def is_v2(path: str) -> bool:
+    """Whether ``path`` is one of the Open Inference Protocol's, whose errors are ``{"error": ...}``."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(status: int, message: str, path: str = "") -> dict[str, object]:
+    """The error's JSON for a request to ``path``."""
+    return {"error": message} if is_v2(path) else {"code": status, "message": message}
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None,
+                   path: str = "") -> JSONResponse:
+    """The JSON error answer to a request for ``path``."""
+    return JSONResponse(error_body(status, message, path), status_code=status, headers=dict(headers or {}))
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, exc.headers)
+    return error_response(exc.status, exc.message, exc.headers, request.url.path)
 
 
 async def data_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """A DataError escaping a route is about the client's pixels or bytes: 422, message + hint."""
     assert isinstance(exc, DataError)
-    return error_response(422, str(exc))
+    return error_response(422, str(exc), path=request.url.path)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -60,7 +72,8 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
                   f"Endpoints: {endpoints}, and the page at GET /.",
              405: f"Method not allowed. Received: {request.method} {request.url.path}. "
                   f"Allowed: {(exc.headers or {}).get('Allow', 'see GET /v1/models')}."}
-    return error_response(exc.status_code, hints.get(exc.status_code, str(exc.detail)), exc.headers)
+    return error_response(exc.status_code, hints.get(exc.status_code, str(exc.detail)), exc.headers,
+                          request.url.path)
 
 
 EXCEPTION_HANDLERS = {ApiError: api_error_handler, DataError: data_error_handler,

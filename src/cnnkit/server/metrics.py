@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cnnkit.server.errors import INTERNAL_MESSAGE, logger
+from cnnkit.server.errors import INTERNAL_MESSAGE, error_body, logger
 
 # Latency buckets from 1 ms: a small CNN answers in a few ms, a busy queue in hundreds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -75,7 +75,7 @@ class MetricsMiddleware:
             if "code" in status:  # headers already sent: nothing sane left to tell the client
                 raise
             status["code"] = 500
-            body = json.dumps({"code": 500, "message": INTERNAL_MESSAGE}).encode()
+            body = json.dumps(error_body(500, INTERNAL_MESSAGE, scope.get("path", ""))).encode()
             await send({"type": "http.response.start", "status": 500,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})

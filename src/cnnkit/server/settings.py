@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnkit.errors import ConfigError
 
@@ -41,6 +41,9 @@ class ServerSettings:
     default_top_k: int = 3
     retry_after_s: int = 1  # the Retry-After a client sees with 503
     graceful_timeout_s: float = 30.0  # SIGTERM: how long in-flight requests may take before being cut
+    # A bearer token every route but the probes needs (cnnkit.server.access); never printed (repr=False).
+    api_key: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()  # origins a browser page may call from; none by default
 
     def __post_init__(self) -> None:
         positive = {"port": self.port, "max_batch_size": self.max_batch_size, "queue_size": self.queue_size,
@@ -57,6 +60,16 @@ class ServerSettings:
         if self.max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0. Received: max_wait_ms={self.max_wait_ms!r}.",
                               "Set max_wait_ms to 0 to run each request as soon as it arrives.", params="max_wait_ms")
+        if self.api_key is not None and (len(self.api_key) < 16 or not self.api_key.isprintable()
+                                         or any(c.isspace() for c in self.api_key)):
+            raise ConfigError(f"The API key must be at least 16 printable characters without spaces. Received: "
+                              f"{len(self.api_key)} characters.", "Make one with: python -c "
+                              "'import secrets; print(secrets.token_urlsafe(32))'.", params="api_key")
+        for origin in self.cors_origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ConfigError(f"A CORS origin is a scheme and host, with no path. Received: {origin!r}.",
+                                  "Pass e.g. --cors-origin https://app.example.com (or * for any origin).",
+                                  params="cors_origins")
         if not _NAME.match(self.model_name):
             raise ConfigError(
                 f"Model name must be letters, digits, '.', '_' or '-' (it appears in URLs). "
