@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -58,6 +59,35 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
     if keras.backend.backend() != "tensorflow":
         raise ConfigError(f"Export to {fmt} runs on the TensorFlow backend. Received: KERAS_BACKEND="
                           f"{keras.backend.backend()}.", "Run the export with KERAS_BACKEND=tensorflow.")
+    name = {"onnx": ONNX_NAME, "litert": LITERT_NAME, "saved_model": SAVED_MODEL_NAME}[fmt]
+    target = out / name
+    with atomic_path(target) as tmp:
+        _export_twin(model, tmp, fmt)
+        if fmt == "onnx":
+            _embed_onnx_metadata(tmp, metadata)
+        if fmt == "saved_model":  # a folder: os.replace needs the old one gone
+            shutil.rmtree(target, ignore_errors=True)
+    sidecar = out / SIDECAR_NAME
+    write_text(sidecar, json.dumps(metadata.to_dict(), indent=2) + "\n")
+    return [target, sidecar]
+
+
+def to_onnx(model: keras.Model) -> bytes:
+    """``model`` as an ONNX graph, as ``cnnkit export --format onnx`` writes it (without its metadata).
+
+    The ``onnxruntime`` engine (:mod:`cnnkit.engines.onnx`) runs it.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"Converting to ONNX runs on the TensorFlow backend. Received: KERAS_BACKEND="
+                          f"{keras.backend.backend()}.", "Run with KERAS_BACKEND=tensorflow, or use engine keras.")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ONNX_NAME
+        _export_twin(model, path, "onnx")
+        return path.read_bytes()
+
+
+def _export_twin(model: keras.Model, path: Path, fmt: str) -> None:
+    """Write ``model``'s inference twin to ``path`` in graph format ``fmt``."""
     if fmt == "onnx":
         require("export", "onnx", "tf2onnx", purpose="ONNX export")
     # SavedModel and ONNX trace the model with `training` unset: Keras' augmentation layers then
@@ -66,24 +96,14 @@ def _export_graph(model: keras.Model, metadata: ModelMetadata, out: Path, fmt: s
     model = inference_model(model)
     # Build every layer. training=False here too: left unset on a model with augmentation, batch norm
     # would update its moving statistics from these zeros (what made LiteRT exports differ).
-    model(np.zeros((1, *metadata.input_shape), dtype=np.uint8), training=False)
+    model(np.zeros((1, *model.input_shape[1:]), dtype=np.uint8), training=False)
     if fmt == "onnx":
         _normalization_as_variables(model)
-    name = {"onnx": ONNX_NAME, "litert": LITERT_NAME, "saved_model": SAVED_MODEL_NAME}[fmt]
-    target = out / name
-    keras_format = {"saved_model": "tf_saved_model"}.get(fmt, fmt)
-    with atomic_path(target) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # Keras' tf2onnx patch probes np.object, which NumPy 2 answers with this warning: not ours.
         warnings.filterwarnings("ignore", message="In the future `np.object` will be defined",
                                 category=FutureWarning)
-        model.export(str(tmp), format=keras_format, verbose=False)
-        if fmt == "onnx":
-            _embed_onnx_metadata(tmp, metadata)
-        if fmt == "saved_model":  # a folder: os.replace needs the old one gone
-            shutil.rmtree(target, ignore_errors=True)
-    sidecar = out / SIDECAR_NAME
-    write_text(sidecar, json.dumps(metadata.to_dict(), indent=2) + "\n")
-    return [target, sidecar]
+        model.export(str(path), format={"saved_model": "tf_saved_model"}.get(fmt, fmt), verbose=False)
 
 
 def _normalization_as_variables(model: keras.Model) -> None:

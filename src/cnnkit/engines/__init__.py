@@ -17,12 +17,14 @@ from typing import Any
 
 from cnnkit.engines.base import Averaged, Engine, with_tta
 from cnnkit.engines.keras import KerasEngine
+from cnnkit.engines.onnx import OnnxEngine
 from cnnkit.errors import ConfigError
 
-__all__ = ["ENGINES", "Averaged", "Engine", "KerasEngine", "build_engine", "with_tta"]
+__all__ = ["ENGINES", "Averaged", "Engine", "KerasEngine", "OnnxEngine", "build_engine", "with_tta"]
 
-# Every engine by name: what makes one from a Keras model. The tests check each against Keras.
-ENGINES: dict[str, Callable[[Any], Engine]] = {"keras": KerasEngine}
+# Every engine by name: what makes one from a Keras model. The tests check each against Keras;
+# cnnkit.engines.choice picks among them (`cnnkit serve --engine auto`).
+ENGINES: dict[str, Callable[[Any], Engine]] = {"keras": KerasEngine, "onnxruntime": OnnxEngine}
 
 
 def build_engine(model: Any, *, tta: dict[str, Any] | None = None, kind: str = "keras") -> Engine:

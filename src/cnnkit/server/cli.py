@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+ENGINE_CHOICES = ("auto", "keras", "onnxruntime")  # cnnkit.engines.choice.CHOICES, without importing Keras here
 API_KEY_ENV = "CNNKIT_API_KEY"  # the key from the environment: it stays out of the process list
 # Options named after their ServerSettings field (--max-batch-size → max_batch_size).
 _OPTIONS: dict[str, tuple[type, str]] = {
@@ -45,6 +46,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_MODEL", help="run folder, .keras file, or exported model.json")
     for name, (kind, text) in _OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    parser.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
+                        help="what runs the model: auto (default: the fastest measured at start-up), keras, onnxruntime")
     parser.add_argument("--api-key", dest="api_key",
                         help="a bearer token every route but the probes needs (default: $CNNKIT_API_KEY; none: open)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
@@ -86,13 +89,18 @@ def serve(args: argparse.Namespace) -> int:
     """Load the model, then serve it until SIGTERM/SIGINT; return the exit status."""
     settings = settings_from_args(args)
     require("serve", "starlette", "uvicorn", "multipart", purpose="Serving (cnnkit serve)")
+    from cnnkit.engines import with_tta
+    from cnnkit.engines.choice import choose_engine
     from cnnkit.server.app import create_app
 
     import cnnkit
 
     _check_port_free(settings)  # before the (slow) model load
     predictor = cnnkit.load(args.run, tta=not args.no_tta)
-    server = build_server(create_app(predictor, settings), settings, args.log_level)
+    choice = choose_engine(predictor.model, args.engine, batch_sizes=sorted({1, settings.max_batch_size}))
+    print(choice.line(), flush=True)
+    server = build_server(create_app(predictor, settings, engine=with_tta(choice.engine, predictor.tta),
+                                     engine_choice=choice.describe()), settings, args.log_level)
     listener = _access_log(args.log_level in ("debug", "info"))
     tta = f", averaging test-time views {predictor.tta}" if predictor.tta else ""
     print(f"Serving {settings.model_name} ({len(predictor.class_names)} classes, input "
