@@ -58,6 +58,41 @@ def test_exif_orientation_is_applied():
     assert decode_image(buffer.getvalue(), color_mode="grayscale").shape == (6, 3, 1)
 
 
+def _photo(width: int, height: int, orientation: int = 1) -> bytes:
+    """A smooth colour JPEG (a gradient and a disc), as photos are; ``orientation`` is its EXIF tag."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, ((x - width / 2) ** 2 + (y - height / 3) ** 2 < (height / 4) ** 2)
+                    * 200], axis=-1).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=92, exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("resize", ["stretch", "crop", "pad"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_large_jpeg_scaled_in_its_decoder_matches_a_full_decode(resize, orientation):
+    from PIL import ImageOps
+
+    from cnnkit.images import decode_with_info
+
+    data = _photo(1600, 1000, orientation)
+    pixels, info = decode_with_info(data, size=(96, 128), resize=resize)
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")  # every pixel decoded
+    fitted = {"stretch": lambda im: im.resize((128, 96), Image.Resampling.BILINEAR),
+              "crop": lambda im: ImageOps.fit(im, (128, 96), method=Image.Resampling.BILINEAR),
+              "pad": lambda im: ImageOps.pad(im, (128, 96), method=Image.Resampling.BILINEAR, color=0)}[resize](full)
+    assert pixels.shape == (96, 128, 3)
+    assert np.abs(pixels.astype(int) - np.asarray(fitted, dtype=int)).mean() < 2.0  # of 255: the same picture
+    assert (info.width, info.height) == ((1000, 1600) if orientation == 6 else (1600, 1000))  # native, upright
+
+
+def test_jpeg_smaller_than_the_target_is_not_scaled():
+    data = _photo(100, 60)
+    np.testing.assert_array_equal(decode_image(data, size=(60, 100)), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+
 def test_resize_to_model_size():
     big = _bytes(Image.new("RGB", (300, 200), (0, 0, 0)), "PNG")
     assert decode_image(big, size=(28, 28), color_mode="grayscale").shape == (28, 28, 1)

@@ -28,6 +28,7 @@ COLOR_MODES = {"grayscale": 1, "rgb": 3}
 RESIZE_METHODS = ("stretch", "crop", "pad")
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 MAX_PIXELS = 64_000_000  # ~ an 8000 x 8000 photo; larger is refused (decompression-bomb guard)
+_ORIENTATION = 0x0112  # the EXIF tag
 
 ImageSource = str | os.PathLike[str] | bytes
 
@@ -46,7 +47,15 @@ def _describe(source: ImageSource) -> str:
     return f"{len(source)} bytes" if isinstance(source, bytes) else str(source)
 
 
-def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def _open(source: ImageSource, max_pixels: int = MAX_PIXELS,
+          fit: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Open and decode an image; also its native ``(width, height)``, upright.
+
+    With ``fit`` (``(width, height)``, upright), a JPEG is decoded at the smallest of 1/1, 1/2, 1/4
+    and 1/8 of its size that still covers ``fit`` in both sides: the scaling happens inside the JPEG
+    decoder (Pillow's ``draft``), which then does a fraction of the work; the resize that follows
+    brings it to ``fit`` as for any other image.
+    """
     name = _describe(source)
     try:
         if isinstance(source, bytes):
@@ -66,6 +75,10 @@ def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 f"Image is too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}. Received: {name}.",
                 "Downscale the image before passing it to cnnkit.",
             )
+        turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # EXIF rotation swaps the sides
+        native = (height, width) if turned else (width, height)
+        if fit is not None and image.format == "JPEG":
+            image.draft(image.mode, (fit[1], fit[0]) if turned else fit)
         image.load()
     except DataError:
         raise
@@ -76,7 +89,7 @@ def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
             f"Cannot decode image: {reason.rstrip('.')}. Received: {name}.",
             f"Expected a file in one of these formats: {', '.join(ALLOWED_FORMATS)}.",
         ) from exc
-    return image
+    return image, native
 
 
 @dataclass(frozen=True)
@@ -109,14 +122,14 @@ def _upright(image: Image.Image) -> Image.Image:
     return image
 
 
-def _info(image: Image.Image) -> ImageInfo:
+def _info(image: Image.Image, native: tuple[int, int]) -> ImageInfo:
     colour = False
     if image.mode not in ("1", "L", "I", "F"):
         small = image.convert("RGB")
         small.thumbnail((32, 32))  # the spread of a 32 px copy: cheap, and blind to single noisy pixels
         rgb = np.asarray(small, dtype=np.int16)
         colour = float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean()) > _COLOUR_SPREAD
-    return ImageInfo(width=image.size[0], height=image.size[1], colour=colour)
+    return ImageInfo(width=native[0], height=native[1], colour=colour)
 
 
 def decode_image(
@@ -164,8 +177,10 @@ def _decode(source: ImageSource, size: tuple[int, int] | None, color_mode: str, 
     channels = channels_for(color_mode)
     if resize not in RESIZE_METHODS:
         raise ConfigError(f"Unknown resize policy. Expected one of {RESIZE_METHODS}. Received: resize={resize!r}.")
-    image = _upright(_open(source, MAX_PIXELS if max_pixels is None else max_pixels))
-    info = _info(image) if with_info else None
+    image, native = _open(source, MAX_PIXELS if max_pixels is None else max_pixels,
+                          None if size is None else (size[1], size[0]))
+    image = _upright(image)
+    info = _info(image, native) if with_info else None
     image = image.convert("L" if color_mode == "grayscale" else "RGB")
     if size is not None and image.size != (size[1], size[0]):
         target, method = (size[1], size[0]), Image.Resampling.BILINEAR

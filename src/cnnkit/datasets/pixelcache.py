@@ -27,7 +27,8 @@ from cnnkit.errors import CnnkitError
 from cnnkit.fileio import TMP_MARKER
 from cnnkit.images import channels_for, decode_image
 
-DECODER_VERSION = 1  # bump when decode_image's output changes, to retire old caches
+# Bump when decode_image's output changes, to retire old caches (2: JPEGs scaled inside the decoder).
+DECODER_VERSION = 2
 PIXELS = "pixels.u8"
 META = "meta.json"
 _CHUNK = 64
