@@ -118,7 +118,7 @@ def run_cnnkit(data, seed: int, target: float, recipe: str, max_epochs: int | No
     from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
     from cnnkit.presets import get_preset
-    from cnnkit.training import fit
+    from cnnkit.training.fit import fit
 
     x_tr, y_tr, x_val, y_val, x_te, y_te = data
     config = TrainConfig(preset=recipe, seed=seed, epochs=max_epochs).resolve()
@@ -222,9 +222,9 @@ def run_tuomaso(data, seed: int, target: float, epochs: int) -> dict:
 
     Conv 5x5 1->24, max-pool 2, ReLU, conv 3x3 24->32, max-pool 2, ReLU, linear 800->256, ReLU,
     linear 256->10, log-softmax; PyTorch's default initialisation, no batch norm; Adam (lr 0.01,
-    betas 0.7, 0.9) with OneCycleLR (max_lr 0.01, PyTorch's defaults otherwise, so beta1 cycles
-    0.85-0.95) stepped every batch; batch 256; inputs normalised with mean 0.1307, std 0.3081; the
-    training set shuffled once.
+    betas 0.7, 0.9) with OneCycleLR (max_lr 0.01, ``cycle_momentum=False`` as the notebook sets it,
+    so beta1 stays 0.7; PyTorch's defaults otherwise) stepped every batch; batch 256; inputs
+    normalised with mean 0.1307, std 0.3081; the training set shuffled once.
     """
     import torch
     from torch import nn
@@ -243,7 +243,8 @@ def run_tuomaso(data, seed: int, target: float, epochs: int) -> dict:
     batch = 256
     steps = -(-len(xt) // batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, epochs=epochs, steps_per_epoch=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=steps * epochs,
+                                                   cycle_momentum=False)
 
     def accuracy(x, y):
         model.eval()
