@@ -31,7 +31,7 @@ from cnnkit.training.inputs import BatchStream  # noqa: E402
 from cnnkit.models import build_model  # noqa: E402
 from cnnkit.presets import get_preset  # noqa: E402
 from cnnkit.training.config import TrainConfig  # noqa: E402
-from cnnkit.training import compile_model  # noqa: E402
+from cnnkit.training.fit import compile_model  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -76,7 +76,7 @@ def data(images: int):
 def cnnkit_fit(recipe: str, arrays, epochs: int) -> float:
     from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
-    from cnnkit.training import fit
+    from cnnkit.training.fit import fit
 
     x_tr, y_tr, x_val, y_val, x_te, y_te = arrays
     dataset = Dataset(name="mnist", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, x_val=x_val, y_val=y_val,
