@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 
 import pytest
@@ -84,7 +85,8 @@ def test_every_answer_has_a_request_id_and_one_access_log_line(predictor, caplog
         fresh = client.post("/v1/predict", content=b"junk", headers={"content-type": "image/png"})
         odd = client.get("/livez", headers={"x-request-id": "bad id\twith spaces"})
     assert mine.headers["x-request-id"] == "trace-42"
-    assert len(fresh.headers["x-request-id"]) == 32 and fresh.status_code == 422
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", fresh.headers["x-request-id"]) and fresh.status_code == 422
+    assert fresh.headers["x-request-id"] != odd.headers["x-request-id"]
     assert odd.headers["x-request-id"] != "bad id\twith spaces"
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cnnkit.access"]
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [
