@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install browser bench-deps demo test test-tf test-jax test-heavy slow readme clean
+.PHONY: install browser bench-deps peer-deps serve-peers demo test test-tf test-jax test-heavy slow readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ browser:
 # from this machine's pip index, or elsewhere from --index-url https://download.pytorch.org/whl/cpu).
 bench-deps: install
 	$(BIN)/python -m pip install --quiet "torch==2.13.0+cpu"
+
+# Peers for benchmarks/serve_peers.py: wrk (apt-get, as root), LitServe into .venv (adds packages, moves no
+# pin), MLServer with the same Keras and TensorFlow in benchmarks/.venv-mlserver (it needs protobuf<7).
+peer-deps: install
+	PYTHON=$(PYTHON) benchmarks/peers/setup.sh
+
+# cnnkit serve against LitServe, MLServer and a no-model ceiling, wrk at 1 and 32 connections, 20 s each
+# (~5 min). Needs $(RUN) trained and its test digits saved: make demo.
+serve-peers: peer-deps
+	$(BIN)/python benchmarks/serve_peers.py $(RUN) $(RUN)-digits/test-0000-7.png
 
 # Fetch MNIST (checksum-verified), look at it, train the default recipe, evaluate once on the
 # test set, and predict one real PNG file with the saved model.
@@ -63,4 +73,4 @@ readme: install browser
 	$(BIN)/python -m pytest -q -s -m readme
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache benchmarks/.venv-mlserver
