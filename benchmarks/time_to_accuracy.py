@@ -169,6 +169,19 @@ def run_bare_keras(data, seed: int, target: float, max_epochs: int) -> dict:
             "seconds": round(seconds, 2), "test_accuracy": watch.accuracy_of(x_te, y_te), "checks": watch.checks}
 
 
+def torch_accuracy(model, to_tensor):
+    """Accuracy of a PyTorch ``model`` on uint8 images, in eval mode, 1,000 at a time."""
+    import torch
+
+    def accuracy(x, y):
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(to_tensor(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
+        model.train()
+        return float((pred.numpy() == y).mean())
+    return accuracy
+
+
 def run_torch(data, seed: int, target: float, max_epochs: int) -> dict:
     import torch
     from torch import nn
@@ -187,13 +200,7 @@ def run_torch(data, seed: int, target: float, max_epochs: int) -> dict:
     to_tensor = lambda x: torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)  # noqa: E731
     xt, yt = to_tensor(x_tr), torch.from_numpy(y_tr.astype(np.int64))
 
-    def accuracy(x, y):
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([model(to_tensor(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
-        model.train()
-        return float((pred.numpy() == y).mean())
-
+    accuracy = torch_accuracy(model, to_tensor)
     watch.accuracy_of = accuracy
     steps = -(-len(xt) // 32)
     every = max(1, steps // CHECKS_PER_EPOCH)
@@ -246,13 +253,7 @@ def run_tuomaso(data, seed: int, target: float, epochs: int) -> dict:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=steps * epochs,
                                                    cycle_momentum=False)
 
-    def accuracy(x, y):
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([model(to_tensor(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
-        model.train()
-        return float((pred.numpy() == y).mean())
-
+    accuracy = torch_accuracy(model, to_tensor)
     watch.accuracy_of = accuracy
     every = max(1, steps // CHECKS_PER_EPOCH)
     done = False

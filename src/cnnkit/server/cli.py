@@ -47,7 +47,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (kind, text) in _OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
     parser.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
-                        help="what runs the model: auto (default: the fastest measured at start-up), keras, onnxruntime")
+                        help="what runs the model: auto (default: the fastest measured at start-up), keras or "
+                             "onnxruntime")
     parser.add_argument("--api-key", dest="api_key",
                         help="a bearer token every route but the probes needs (default: $CNNKIT_API_KEY; none: open)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
@@ -104,8 +105,8 @@ def serve(args: argparse.Namespace) -> int:
     listener = _access_log(args.log_level in ("debug", "info"))
     tta = f", averaging test-time views {predictor.tta}" if predictor.tta else ""
     print(f"Serving {settings.model_name} ({len(predictor.class_names)} classes, input "
-          f"{'x'.join(map(str, predictor.input_shape))}{tta}) on http://{settings.host}:{settings.port}  "
-          f"{' (API key required)' if settings.api_key else ''} "
+          f"{'x'.join(map(str, predictor.input_shape))}{tta}) on http://{settings.host}:{settings.port}"
+          f"{', API key required' if settings.api_key else ''}  "
           "(POST /v1/predict, POST /v2/models/{name}/infer; Ctrl+C to stop)", flush=True)
     try:
         server.run()

@@ -60,9 +60,9 @@ class ServerSettings:
         if self.max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0. Received: max_wait_ms={self.max_wait_ms!r}.",
                               "Set max_wait_ms to 0 to run each request as soon as it arrives.", params="max_wait_ms")
-        if self.api_key is not None and (len(self.api_key) < 16 or not self.api_key.isprintable()
-                                         or any(c.isspace() for c in self.api_key)):
-            raise ConfigError(f"The API key must be at least 16 printable characters without spaces. Received: "
+        if self.api_key is not None and (len(self.api_key) < 16 or not self.api_key.isascii()
+                                         or not self.api_key.isprintable() or " " in self.api_key):
+            raise ConfigError(f"The API key must be at least 16 printable ASCII characters without spaces. Received: "
                               f"{len(self.api_key)} characters.", "Make one with: python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'.", params="api_key")
         for origin in self.cors_origins:
