@@ -58,7 +58,7 @@ def test_startup_puts_what_is_loaded_out_of_the_garbage_collectors_reach(client)
     import gc
 
     # The lifespan froze it (client started the app): a full collection no longer walks the model and
-    # its frameworks, the ~250 ms pause that made the p99 under load.
+    # its frameworks, the ~200 ms pause that made the p99 under load.
     assert gc.get_freeze_count() > 10_000
 
 

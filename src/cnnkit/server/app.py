@@ -92,7 +92,7 @@ class Service:
         await self.batcher.start()  # loads and warms up the engine
         # What is alive now (TensorFlow, Keras, the model: some 500,000 objects) lives as long as the
         # server. Frozen out of the garbage collector's reach, they no longer make each full collection
-        # stop every thread for the ~250 ms it takes to walk them: that pause was the p99 under load.
+        # stop every thread for the ~200 ms it takes to walk them (benchmarks/gc_pause.py): the p99 under load.
         gc.freeze()
 
     async def stop(self) -> None:
