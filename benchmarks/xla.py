@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def images_per_second(preset_name: str, jit: bool, steps: int) -> float:
     from cnnkit._backend import keras
-    from cnnkit.datasets import feed
+    from cnnkit.training import inputs as feed
     from cnnkit.models import build_model, make_optimizer, resolve_precision
     from cnnkit.presets import get_preset
 
