@@ -65,7 +65,8 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bo
     split = split_dataset(dataset, config)
     weights, weighting = class_weights(config.class_weight, split.y_train, dataset.class_names)
     checkpoint = run_dir / artifact.CHECKPOINT
-    if resume and checkpoint.is_file():
+    resumed = resume and checkpoint.is_file()
+    if resumed:
         model, meta = artifact.load_model(checkpoint, compile=True)
         state = meta.extra.get("training", {})
         history, stages = state.get("history", {}), dict(state.get("stages", {}))
@@ -73,10 +74,6 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bo
         print(f"Resuming {run_dir} after epoch {state.get('epoch', 0)}/{plan['end']} (fine-tuning; the head's "
               f"{config.epochs} epochs are done).")
         print(weighting)
-        recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, {**state, **plan,
-                                                                                              "stages": stages}),
-                               history)
-        run_fine_tune(model, split, config, plan, weights, recorder, verbose)
     else:
         if resume:
             print(f"No completed fine-tuning epoch to resume from in {run_dir}; starting from stage 1.")
@@ -88,15 +85,17 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bo
         history, stages = train_head(model, split, config, weights,
                                      cache_key=f"{backbone.name}-{weights_digest(model)}")
         plan = {"end": config.epochs + preset.fine_tune}  # where stage 2 ends; the budget may move it
-        recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, {**state, **plan,
-                                                                                              "stages": stages}),
-                               history)
-        left = config.budget * 60 - (time.perf_counter() - start) if config.budget else None
-        if preset.fine_tune and left is not None and left <= 0:
-            print(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
-        elif preset.fine_tune:
-            fine_tune(model, split, config, preset.fine_tune, recorder)
-            run_fine_tune(model, split, config, plan, weights, recorder, verbose, budget_seconds=left)
+    # Every checkpoint records where stage 2 ends and what stage 1 measured, for a resumed launch.
+    recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config,
+                                                                        {**state, **plan, "stages": stages}), history)
+    left = config.budget * 60 - (time.perf_counter() - start) if config.budget else None
+    if resumed:
+        run_fine_tune(model, split, config, plan, weights, recorder, verbose)
+    elif preset.fine_tune and left is not None and left <= 0:
+        print(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
+    elif preset.fine_tune:
+        fine_tune(model, split, config, preset.fine_tune, recorder)
+        run_fine_tune(model, split, config, plan, weights, recorder, verbose, budget_seconds=left)
     steps = math.ceil(len(split.x_train) / config.batch_size)
     return FitResult(model, recorder.history, len(split.x_train), len(split.x_val),
                      min(len(split.x_train), steps * config.batch_size), len(recorder.history.get("loss", [])),
