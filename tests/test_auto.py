@@ -57,7 +57,7 @@ def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
     inspected = inspect_folder(_photos(tmp_path / "p", size=(300, 200)))
     config = TrainConfig(data=str(tmp_path / "p"))
     choice = choose_for_folder(inspected, config)
-    assert choice.image_size == 128
+    assert choice.image_size == 160  # 200 // 16 * 16 = 192, capped at 160
     seen = []
 
     def fake_probe(trial, input_shape, num_classes, n_train, n_val):  # the clock, not the choice, is faked
@@ -67,15 +67,17 @@ def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "probe_plan", fake_probe)
     epochs = 60  # the recipe's own epochs fit: the side stays
     assert fit_side(choice, inspected, config, 10.0) == choice
-    assert seen == [((128, 128, 3), 2, 10.0)]
-    epochs = 15  # a quarter of them: half the side
+    assert seen == [((160, 160, 3), 2, 10.0)]
+    epochs = 45  # three quarters of them (MIN_EPOCH_SHARE): the side still stays
+    assert fit_side(choice, inspected, config, 10.0) == choice
+    epochs = 20  # 4/9 of the 45 wanted: two thirds of the side, 106.7 -> 96
     smaller = fit_side(choice, inspected, config, 10.0)
-    assert smaller.image_size == 64 and "at 64x64" in smaller.reason
-    assert "the 10-minute budget holds 15 of the recipe's 60 epochs, so 64x64" in smaller.reason
+    assert smaller.image_size == 96 and "at 96x96" in smaller.reason
+    assert "the 10-minute budget holds 20 of the recipe's 60 epochs, so 96x96" in smaller.reason
     epochs = 1  # never below MIN_PHOTO_SIDE
     assert fit_side(choice, inspected, config, 1.0).image_size == 64
-    epochs = 40  # sqrt(40/60) * 128 = 104.5 -> 96
-    assert fit_side(choice, inspected, config, 10.0).image_size == 96
+    epochs = 40  # sqrt(40/45) * 160 = 150.8 -> 144
+    assert fit_side(choice, inspected, config, 10.0).image_size == 144
 
 
 def test_arrays_are_used_at_their_own_size():

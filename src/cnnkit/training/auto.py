@@ -8,8 +8,8 @@
   (in Keras' folder, with the hash Keras pins: :data:`AUTO_BACKBONES`, in order of preference),
   and say so; nothing is downloaded for the choice.
 - Other photos get the ``photo`` recipe at a side chosen from their native sizes (the median shorter
-  side rounded down to a multiple of 16, between 32 and the recipe's own 128), made smaller when
-  the budget would not hold the recipe's own epochs at that side (:func:`fit_side`).
+  side rounded down to a multiple of 16, between 32 and 160), made smaller when the budget would not
+  hold three quarters of the recipe's own epochs at that side (:func:`fit_side`).
 - Unless ``--epochs`` is given, the epochs are planned to fill :data:`DEFAULT_BUDGET_MINUTES` of
   training (:mod:`cnnkit.training.budget`).
 
@@ -32,8 +32,12 @@ from cnnkit.presets import get_preset
 from cnnkit.training.config import TrainConfig, load_data
 
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
-PHOTO_SIDES = (32, 128)  # the photo recipe's side, from the photos' median shorter side
+PHOTO_SIDES = (32, 160)  # the photo recipe's side, from the photos' median shorter side
 MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
+# Pixels before epochs (benchmarks/RESULTS.md, weather photos): photo at 128 px scored the same after 60 epochs
+# as after 69-91, while 80-112 px with 63-100 epochs scored a point lower. So a budget keeps the side while it
+# holds this share of the recipe's epochs, and shrinks it only below.
+MIN_EPOCH_SHARE = 0.75
 # auto's budget (benchmarks/RESULTS.md): on 2 CPU cores 70,000 28x28 digits reach 99.4 % in 4 minutes (recipe
 # small stops at its max_epochs), and the photo recipe's own 60 epochs at 128 px take about 12 minutes. At
 # 10 minutes auto had to train photos below 128 px or for fewer epochs than the recipe it stands in for,
@@ -94,7 +98,8 @@ def choose_for_arrays(dataset: Dataset) -> Choice:
 
 
 def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: float) -> Choice:
-    """``choice`` at a smaller side when the budget would not hold the recipe's own epochs at its side.
+    """``choice`` at a smaller side when the budget would not hold :data:`MIN_EPOCH_SHARE` of the recipe's
+    epochs at its side.
 
     The time of an epoch at the chosen side is measured on random pixels (:func:`probe_plan`: nothing
     is decoded yet); an epoch's work grows with the pixels, so the side shrinks with the square root
@@ -112,9 +117,10 @@ def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: 
     trial = dataclasses.replace(config, preset=choice.preset, image_size=side, color_mode=choice.color_mode,
                                 budget=budget).resolve()
     epochs = probe_plan(trial, (side, side, channels), classes, max(1, n_train), max(1, n_val)).epochs
-    if epochs >= preset.epochs:
+    wanted = math.ceil(MIN_EPOCH_SHARE * preset.epochs)
+    if epochs >= wanted:
         return choice
-    smaller = max(MIN_PHOTO_SIDE, int(side * math.sqrt(epochs / preset.epochs)) // 16 * 16)
+    smaller = max(MIN_PHOTO_SIDE, int(side * math.sqrt(epochs / wanted)) // 16 * 16)
     if smaller >= side:
         return choice
     why = (f"; at {side}x{side} the {budget:g}-minute budget holds {epochs} of the recipe's {preset.epochs} epochs, "
