@@ -126,9 +126,14 @@ def test_measure_reads_the_clock_around_the_timed_calls():
     ticks = itertools.count(0.0, 0.5)  # a fake clock: every reading half a second after the last
     step, val_batch, save, first = measure(model, {"x": x, "y": y, "batch_size": 4}, (x, y), batch_size=4,
                                            steps_per_execution=1, clock=lambda: next(ticks))
-    # Each timed span is one tick: 2 warm-up steps, 8 training steps, the test step's trace, 2 validation
-    # batches, 1 save; the first calls cost their tick each, less the 2 steps' worth of work in them.
-    assert (step, val_batch, save, first) == (0.5 / 8, 0.5 / 2, 0.5, 0.5 + 0.5 - 2 * 0.5 / 8)
+    # Each timed span is one tick: 2 warm-up steps, two halves of 4 training steps, the test step's trace,
+    # 2 validation batches, 1 save; the first calls cost their tick each, less the 2 steps' worth of work in them.
+    assert (step, val_batch, save, first) == (0.5 / 4, 0.5 / 2, 0.5, 0.5 + 0.5 - 2 * 0.5 / 4)
+    # A burst of other work during one half does not count: the faster half is the step.
+    readings = iter([0.0, 1.0, 1.0, 3.0, 3.0, 4.0, 4.0, 4.5, 4.5, 5.5, 5.5, 6.0])
+    step, val_batch, save, first = measure(model, {"x": x, "y": y, "batch_size": 4}, (x, y), batch_size=4,
+                                           steps_per_execution=1, clock=lambda: next(readings))
+    assert (step, val_batch, save, first) == (1.0 / 4, 1.0 / 2, 0.5, 1.0 + 0.5 - 2 * 1.0 / 4)
 
 
 def test_a_planned_run_records_its_plan_and_runs_its_schedule_to_the_end(tmp_path, capsys):

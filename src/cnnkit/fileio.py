@@ -23,6 +23,11 @@ TMP_MARKER = ".cnnkit-tmp"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def cache_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """cnnkit's cache root: ``home`` if given, else ``$CNNKIT_HOME``, else ``~/.cache/cnnkit``."""
+    return Path(home or os.environ.get("CNNKIT_HOME") or "~/.cache/cnnkit").expanduser()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.

@@ -28,7 +28,7 @@ import numpy as np
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.idx import read_idx, write_idx
 from cnnkit.errors import ConfigError, DataError
-from cnnkit.fileio import remove_stale_temporaries, write_bytes
+from cnnkit.fileio import cache_home, remove_stale_temporaries, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ def mnist_cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
 
     ``home`` overrides ``$CNNKIT_HOME``, which defaults to ``~/.cache/cnnkit``.
     """
-    root = home or os.environ.get("CNNKIT_HOME") or "~/.cache/cnnkit"
-    return Path(root).expanduser() / "datasets" / "mnist"
+    return cache_home(home) / "datasets" / "mnist"
 
 
 def load_mnist(

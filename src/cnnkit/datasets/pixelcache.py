@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from cnnkit.errors import CnnkitError
-from cnnkit.fileio import TMP_MARKER
+from cnnkit.fileio import TMP_MARKER, cache_home
 from cnnkit.images import channels_for, decode_image
 
 # Bump when decode_image's output changes, to retire old caches (2: JPEGs scaled inside the decoder).
@@ -79,7 +79,7 @@ def decode_all(paths: Sequence[Path], hashes: Sequence[str], *, size: tuple[int,
         size: ``(height, width)`` every image is resized to.
         workers: decoding processes (default: all cores).
     """
-    root = Path(home or os.environ.get("CNNKIT_HOME") or "~/.cache/cnnkit").expanduser() / "pixel-cache"
+    root = cache_home(home) / "pixel-cache"
     folder = root / cache_key(hashes, size, color_mode, resize)
     shape = (len(paths), size[0], size[1], channels_for(color_mode))
     built = False

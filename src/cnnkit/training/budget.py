@@ -30,7 +30,7 @@ from cnnkit.errors import ConfigError
 # Planned epochs are kept this far inside the budget: the measurement is of a few steps, and a
 # machine's speed drifts by a few per cent from minute to minute (benchmarks/RESULTS.md).
 MARGIN = 0.95
-PROBE_STEPS = 8  # timed training steps (after the untimed ones that trace and compile)
+PROBE_STEPS = 8  # timed training steps, in two halves (after the untimed ones that trace and compile)
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,15 @@ def measure(model: Any, train: dict[str, Any], validation: Any, *, batch_size: i
     start = clock()
     model.fit(**data, epochs=1, steps_per_epoch=warm, verbose=0)  # trace and compile
     first = clock() - start
-    start = clock()
-    model.fit(**data, epochs=1, steps_per_epoch=steps, verbose=0)
-    step = (clock() - start) / steps
+    # Two timed halves, the faster kept (as timeit does): another process's burst during one of them says
+    # nothing about this run's steps, and auto's choice of side rests on this figure.
+    half = steps // 2 // steps_per_execution * steps_per_execution or max(1, steps // 2)
+    spans = []
+    for _ in range(2):
+        start = clock()
+        model.fit(**data, epochs=1, steps_per_epoch=half, verbose=0)
+        spans.append((clock() - start) / half)
+    step = min(spans)
     pair = validation if isinstance(validation, tuple) else (validation,)
     evaluate = {"batch_size": batch_size} if isinstance(validation, tuple) else {}
     start = clock()

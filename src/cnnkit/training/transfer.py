@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 
 from cnnkit._backend import keras
 from cnnkit.datasets.lazy import take_rows
-from cnnkit.fileio import atomic_path
+from cnnkit.fileio import atomic_path, cache_home
 from cnnkit.models import build_model, inference_model, make_optimizer
 from cnnkit.models.backbones import get_backbone
 from cnnkit.models.transfer import find_backbone, load_backbone_weights, weights_digest
@@ -189,7 +188,7 @@ def cached_features(extractor: keras.Model, images: Any, key: str) -> tuple[np.n
 
 
 def _cache_home() -> Path:
-    return Path(os.environ.get("CNNKIT_HOME") or "~/.cache/cnnkit").expanduser() / "feature-cache"
+    return cache_home() / "feature-cache"
 
 
 def _read(folder: Path) -> tuple[np.ndarray, np.ndarray]:
