@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
+from peers.servers import HOST, free_port  # benchmarks/peers/servers.py
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or connects to anything else
 FIXTURE = ROOT / "tests" / "fixtures" / "mnist_subset.npz"
 WARMUP_REQUESTS = 50
 REQUEST_TIMEOUT_S = 30.0  # one stuck request counts as an error instead of hanging the run
@@ -73,12 +73,6 @@ def versions() -> dict[str, str]:
 
 
 # -- servers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # loopback only: the benchmarks never listen on or connect to anything else
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "benchmarks" / "peers"
 MLSERVER_VENV = ROOT / "benchmarks" / ".venv-mlserver"
