@@ -38,6 +38,23 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     assert decode_image(_bytes(image, "PNG"), color_mode="grayscale").max() == 255
 
 
+@pytest.mark.parametrize("values, expected", [
+    ([0.0, 0.5, 1.0], [0, 128, 255]),           # float pixels in [0, 1]: the usual convention, times 255
+    ([0.0, 100.0, 200.0], [0, 100, 200]),       # float pixels already on the 0-255 scale: kept
+    ([0.0, 1000.0, 2000.0], [0, 128, 255]),     # beyond 255: the image's maximum becomes 255
+    ([-5.0, float("nan"), 1.0], [0, 0, 255]),   # negative and NaN: 0, never wrapped round to 251
+])
+def test_floating_point_grey_is_scaled_not_blackened(values, expected):
+    image = Image.fromarray(np.array([values], dtype=np.float32))  # mode "F", as a float TIFF opens
+    assert image.mode == "F"
+    assert decode_image(_bytes(image, "TIFF"), color_mode="grayscale").ravel().tolist() == expected
+
+
+def test_negative_thirty_two_bit_grey_is_clipped_at_zero():
+    image = Image.fromarray(np.array([[-300, 0, 128]], dtype=np.int32))  # mode "I"
+    assert decode_image(_bytes(image, "TIFF"), color_mode="grayscale").ravel().tolist() == [0, 0, 128]
+
+
 def test_transparency_is_composited_on_black():
     image = Image.new("RGBA", (4, 4), (255, 255, 255, 0))
     assert decode_image(_bytes(image, "PNG"), color_mode="grayscale").max() == 0

@@ -108,18 +108,27 @@ _COLOUR_SPREAD = 8.0
 
 
 def _upright(image: Image.Image) -> Image.Image:
-    """EXIF rotation applied, transparency composited on black, 16/32-bit grey scaled to 8 bits."""
+    """EXIF rotation applied, transparency composited on black, 16/32-bit and float grey scaled to 8 bits."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grey: scale the full range to 0-255 rather than clipping.
-        array = np.asarray(image, dtype=np.float64)
-        top = array.max() if array.size else 0
-        image = Image.fromarray((array * (255.0 / top) if top > 255 else array).astype(np.uint8), mode="L")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = Image.fromarray(_eight_bit_grey(np.asarray(image, dtype=np.float64), image.mode == "F"), mode="L")
     return image
+
+
+def _eight_bit_grey(array: np.ndarray, is_float: bool) -> np.ndarray:
+    """16/32-bit integer or floating-point grey as 0-255: the full range scaled down rather than clipped.
+
+    Above 255 the image's own maximum becomes 255; a floating-point image whose values all lie in
+    [0, 1] (the usual convention for float pixels) is scaled by 255. Negative values and NaN become 0.
+    """
+    array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+    top = float(array.max()) if array.size else 0.0
+    scale = 255.0 / top if top > 255 else 255.0 if is_float and 0 < top <= 1 else 1.0
+    return np.rint(array * scale).clip(0, 255).astype(np.uint8)
 
 
 def _info(image: Image.Image, native: tuple[int, int]) -> ImageInfo:

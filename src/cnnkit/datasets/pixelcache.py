@@ -27,8 +27,9 @@ from cnnkit.errors import CnnkitError
 from cnnkit.fileio import TMP_MARKER, cache_home
 from cnnkit.images import channels_for, decode_image
 
-# Bump when decode_image's output changes, to retire old caches (2: JPEGs scaled inside the decoder).
-DECODER_VERSION = 2
+# Bump when decode_image's output changes, to retire old caches (2: JPEGs scaled inside the decoder;
+# 3: float grey decoded instead of black, 16/32-bit grey rounded rather than truncated).
+DECODER_VERSION = 3
 PIXELS = "pixels.u8"
 META = "meta.json"
 _CHUNK = 64
