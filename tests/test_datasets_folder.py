@@ -166,6 +166,19 @@ def test_presplit_folders(tmp_path):
         split_index(index, train_per_class=2)
 
 
+@pytest.mark.parametrize("names", [("train", "valid", "test"), ("Training", "Validation", "Testing")])
+def test_presplit_folders_as_other_tools_spell_them(tmp_path, names):
+    """Roboflow's export (train/valid/test) and Kaggle-style capitalised names are the same three splits."""
+    for folder, n in zip(names, (6, 2, 3)):
+        for cls in ("cat", "dog"):
+            for i in range(n):
+                _fake(tmp_path / folder / cls / f"{i}.jpg")
+    index = index_folder(tmp_path)
+    assert index.skipped == []
+    assert "(label mode: subfolders, pre-split: train 12, val 4, test 6)" in index.report()
+    assert index.class_names == ["cat", "dog"]
+
+
 def test_presplit_flat_files_and_carved_val(tmp_path):
     _flat(tmp_path / "train", {"rain": 10, "sun": 10})
     _flat(tmp_path / "test", {"rain": 2, "sun": 2})

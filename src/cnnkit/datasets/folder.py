@@ -34,6 +34,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".we
 # Leading letters/underscores before the digits: rain12.jpg -> rain, ankle_boot3.png -> ankle_boot.
 DEFAULT_LABEL_REGEX = r"^([A-Za-z_]+?)_?\d"
 SPLIT_NAMES = ("train", "val", "test")
+# Folder names (any case) that mean a split, as the common layouts spell them: Keras and Ultralytics use
+# val/, Roboflow's classification export valid/, many Kaggle sets training/ validation/ testing/.
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}
 # Files an OS or photo tool drops next to images; they are not the user's data, so not worth a skip line.
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 _CHUNK = 1 << 20  # 1 MiB reads keep memory flat on large photos
@@ -57,7 +61,8 @@ class FolderIndex:
         class_names: sorted; label ``i`` means ``class_names[i]``.
         paths: usable image files (absolute), sorted.
         labels: ``int64`` index into ``class_names``, one per path.
-        presplit: ``"train"``/``"val"``/``"test"`` per path when the folder has those sub-folders, else None.
+        presplit: ``"train"``/``"val"``/``"test"`` per path when the folder has those sub-folders (or
+            :data:`SPLIT_ALIASES` of them: ``valid/``, ``Training/``, ...), else None.
         sha256: hex content hash per path.
         skipped: ``(path, reason)`` for every file not used.
         duplicates: ``(dropped copy, kept file)`` byte-identical pairs; only the kept file is in ``paths``.
@@ -256,13 +261,14 @@ def _from_tree(
             images.append(rel)
         else:
             skipped.append((base / rel, "not an image suffix"))
-    presplit = (base / "train").is_dir()
+    presplit = any(SPLIT_ALIASES.get(d.name.lower()) == "train" for d in base.iterdir() if d.is_dir())
     inner = {}  # image -> (split, parts below the split folder, or below root)
     for rel in images:
+        split = SPLIT_ALIASES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
         if not presplit:
             inner[rel] = (None, rel.parts)
-        elif rel.parts[0] in SPLIT_NAMES:
-            inner[rel] = (rel.parts[0], rel.parts[1:])
+        elif split is not None:
+            inner[rel] = (split, rel.parts[1:])
         else:
             skipped.append((base / rel, f"outside the {'/'.join(SPLIT_NAMES)} folders"))
     mode = "subfolders" if any(len(parts) >= 2 for _, parts in inner.values()) else "filename"
