@@ -137,10 +137,19 @@ def test_manifest_mode_with_missing_file(tmp_path):
     assert index.skipped == [(tmp_path / "img" / "gone.jpg", "missing: listed in labels.csv line 5 but not found")]
 
 
+def test_manifest_columns_as_other_tools_name_them(tmp_path):
+    _fake(tmp_path / "img" / "a.jpg")
+    _fake(tmp_path / "img" / "b.jpg")
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("id,Filename,Class\n1,img/a.jpg,rain\n2,img/b.jpg,sun\n")
+    index = index_folder(tmp_path, manifest=manifest)
+    assert _labels_by_name(index) == {"a.jpg": "rain", "b.jpg": "sun"}
+
+
 def test_manifest_bad_header(tmp_path):
     manifest = tmp_path / "labels.csv"
-    manifest.write_text("file,class\na.jpg,rain\n")
-    with pytest.raises(DataError, match=r"labels\.csv to start with the header 'path,label'\. Received: 'file,class'"):
+    manifest.write_text("name,kind\na.jpg,rain\n")
+    with pytest.raises(DataError, match=r"labels\.csv to start with the header 'path,label'\. Received: 'name,kind'"):
         index_folder(tmp_path, manifest=manifest)
     with pytest.raises(ConfigError, match="cannot be combined"):
         index_folder(tmp_path, manifest=manifest, label_regex="(a)")

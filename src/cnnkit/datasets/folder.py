@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -28,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnkit.datasets.manifest import read_manifest
 from cnnkit.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -168,7 +168,8 @@ def index_folder(
     pattern = _compile_regex(label_regex)
     skipped: list[tuple[Path, str]] = []
     if manifest is not None:
-        mode, candidates = "manifest", _from_manifest(Path(manifest).expanduser().resolve(), skipped)
+        listed = read_manifest(Path(manifest).expanduser().resolve(), skipped, IMAGE_SUFFIXES)
+        mode, candidates = "manifest", [_Candidate(path, label, None) for path, label in listed]
     else:
         mode, candidates = _from_tree(base, pattern, skipped)
         if label_regex is not None and mode != "filename":
@@ -288,46 +289,6 @@ def _from_tree(
                 continue
         candidates.append(_Candidate(base / rel, label, split))
     return mode, candidates
-
-
-def _from_manifest(manifest: Path, skipped: list[tuple[Path, str]]) -> list[_Candidate]:
-    hint = "Write a CSV whose first line is 'path,label', then one image per line (e.g. 'rain/12.jpg,rain')."
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel writes a BOM
-            reader = csv.reader(handle)
-            header = [h.strip().lower() for h in next(reader, [])]
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(
-            f"Cannot read the manifest {manifest}. Received: {type(err).__name__}: {err}.", hint=hint
-        ) from None
-    if "path" not in header or "label" not in header:
-        raise DataError(
-            f"Expected the manifest {manifest} to start with the header 'path,label'. Received: {','.join(header)!r}.",
-            hint=hint,
-        )
-    col_path, col_label = header.index("path"), header.index("label")
-    seen: dict[Path, int] = {}
-    candidates = []
-    for line, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        cells = row + [""] * (len(header) - len(row))
-        path = (manifest.parent / cells[col_path].strip()).resolve()
-        label = cells[col_label].strip()
-        where = f"{manifest.name} line {line}"
-        if path in seen:
-            skipped.append((path, f"listed twice in {manifest.name} (lines {seen[path]} and {line})"))
-        elif not path.is_file():
-            skipped.append((path, f"missing: listed in {where} but not found"))
-        elif path.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append((path, "not an image suffix"))
-        elif not label:
-            skipped.append((path, f"no label: empty label in {where}"))
-        else:
-            candidates.append(_Candidate(path, label, None))
-        seen.setdefault(path, line)
-    return candidates
 
 
 def _hash_file(path: Path) -> tuple[str, str | None]:
