@@ -109,7 +109,7 @@ _COLOUR_SPREAD = 8.0
 
 def _upright(image: Image.Image) -> Image.Image:
     """EXIF rotation applied, transparency composited on black, 16/32-bit and float grey scaled to 8 bits."""
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image that needs no turn
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))

@@ -137,12 +137,16 @@ class MicroBatcher:
             jobs, count = [item], len(item.pixels)
         deadline = time.monotonic() + self.max_wait
         while count < self.max_batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._queue.get_nowait() if remaining <= 0 else \
-                    await asyncio.wait_for(self._queue.get(), remaining)
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                break
+            try:  # what is already queued is taken at once; wait_for (a task and a timer) only when idle
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
             if item is _STOP:
                 self._queue.put_nowait(_STOP)  # seen again after this batch: then the worker exits
                 break
