@@ -170,3 +170,12 @@ def test_image_grid_rejects_bad_input(tmp_path):
     with pytest.raises(ConfigError, match=r"ncols must be a positive integer\. Received: ncols=0"):
         plot_image_grid(images, ["a"] * 3, tmp_path / "g.png", ncols=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_glyphs_the_font_lacks_become_one_warning_that_names_them(tmp_path):
+    """Class names in a script the default font lacks: one warning naming the characters, not one per glyph."""
+    with pytest.warns(UserWarning) as record:
+        plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ["日本", "café"], tmp_path / "cm.png")
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "日 本" in messages[0] and "fonts-noto-cjk" in messages[0], messages
+    assert (tmp_path / "cm.png").stat().st_size > 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,9 @@ MAX_ANNOTATED_CLASSES = 40
 # Keeps a 1000-class matrix at a few thousand pixels instead of tens of thousands.
 MAX_FIGURE_INCHES = 30.0
 
+# matplotlib's "Glyph 26085 (\N{CJK UNIFIED IDEOGRAPH-65E5}) missing from font(s) DejaVu Sans."
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+
 # (panel title, y label, train key, validation key), as in the Keras tutorials.
 _HISTORY_PANELS = (
     ("Model accuracy", "accuracy", "accuracy", "val_accuracy"),
@@ -40,14 +45,31 @@ _HISTORY_PANELS = (
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Lay out ``fig``, write it as PNG atomically, and release its memory."""
+    """Lay out ``fig``, write it as PNG atomically, and release its memory.
+
+    Characters the font lacks (class names in a script DejaVu Sans does not cover) draw as boxes;
+    matplotlib's warning per glyph and per drawing becomes one warning that names them and the fix.
+    """
     FigureCanvasAgg(fig)
-    try:
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png")
-    finally:
-        fig.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fig.tight_layout()
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=DPI, format="png")
+        finally:
+            fig.clear()
+    missing = []
+    for warning in caught:
+        glyph = _MISSING_GLYPH.search(str(warning.message))
+        if glyph is None:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif chr(int(glyph.group(1))) not in missing:
+            missing.append(chr(int(glyph.group(1))))
+    if missing:
+        warnings.warn(f"The plot font has no glyph for {' '.join(missing)}: they show as boxes in {path}. "
+                      "Install a font that covers them (Debian: fonts-noto-cjk for Chinese, Japanese and Korean) "
+                      "and add it to matplotlib's font.family.", UserWarning, stacklevel=2)
     return Path(path)
 
 
