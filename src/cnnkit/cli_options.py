@@ -74,7 +74,8 @@ def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True)
     """The options of ``train``, ``reproduce``: one per :class:`cnnkit.training.config.TrainConfig` field."""
     if recipe_option:
         p.add_argument("--recipe", "--preset", dest="preset",
-                       help="preset name (see `cnnkit summary --list`); default: fast for MNIST, photo for folders")
+                       help="preset name (see `cnnkit summary --list`), or auto; default: fast for MNIST, auto "
+                            "(chosen from the data) for folders, manifests and .npz arrays")
     p.add_argument("--from", dest="data_source", metavar="PATH",
                    help="use MNIST files you already have (IDX files or mnist.npz)")
     p.add_argument("--epochs", type=int)
