@@ -45,8 +45,13 @@ def paired(rows: dict[tuple[str, int], float], first: str, second: str) -> str:
     lines.append(f"| mean of {len(seeds)} | **{mean_a:.2%}** | **{mean_b:.2%}** | "
                  f"**{statistics.mean(diffs) * 100:+.2f} ± {se * 100:.2f}** (standard error) |")
     wins = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), sum(d == 0 for d in diffs)
-    lines.append(f"\n{first} higher on {wins[0]} seeds, {second} higher on {wins[1]}, level on {wins[2]}.")
+    lines.append(f"\n{first} higher on {_seeds(wins[0])}, {second} higher on {_seeds(wins[1])}, "
+                 f"level on {_seeds(wins[2])}.")
     return "\n".join(lines)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def main() -> None:
