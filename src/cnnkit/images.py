@@ -133,7 +133,7 @@ def _eight_bit_grey(array: np.ndarray, is_float: bool) -> np.ndarray:
 
 def _info(image: Image.Image, native: tuple[int, int]) -> ImageInfo:
     colour = False
-    if image.mode not in ("1", "L", "I", "F"):
+    if image.mode not in ("1", "L"):  # after _upright: 16/32-bit and float grey are already "L"
         small = image.convert("RGB")
         small.thumbnail((32, 32))  # the spread of a 32 px copy: cheap, and blind to single noisy pixels
         rgb = np.asarray(small, dtype=np.int16)
