@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN    ?= runs/demo
 
-.PHONY: install browser bench-deps peer-deps serve-peers demo test test-tf test-jax test-heavy slow readme clean
+.PHONY: install browser bench-deps peer-deps serve-peers demo test lint test-tf test-jax test-heavy slow readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,13 @@ demo: install
 	$(BIN)/cnnkit predict $(RUN) $(RUN)-digits/*.png
 	@echo "Run folder: $(RUN) (model.keras, metrics.json, curves.png, confusion_matrix.png, predictions.png, report.html)"
 
-# The whole suite on TensorFlow, then the backend-portable core again on JAX.
-test: install test-tf test-jax
+# The linter and the type checker (config in pyproject.toml), the whole suite on TensorFlow, then the
+# backend-portable core again on JAX.
+test: install lint test-tf test-jax
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test-tf: install browser
 	CNNKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
@@ -73,4 +78,4 @@ readme: install browser
 	$(BIN)/python -m pytest -q -s -m readme
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache benchmarks/.venv-mlserver
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache benchmarks/.venv-mlserver

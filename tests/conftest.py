@@ -39,7 +39,7 @@ def trained_run(tmp_path_factory):
     from cnnkit.training.run import train
 
     out = tmp_path_factory.mktemp("runs") / "fast"
-    return train(TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)
+    return train(TrainConfig(recipe="fast", data=str(MNIST_SUBSET), epochs=3, seed=0), out, verbose=0)
 
 
 def unavailable(reason: str) -> None:

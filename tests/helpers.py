@@ -212,7 +212,7 @@ def train_tiny(name: str, folder: Path) -> tuple[Path, np.ndarray]:
         if isinstance(layer, keras.layers.BatchNormalization):
             assert np.abs(keras.ops.convert_to_numpy(layer.moving_mean)).max() > 0, layer.name
     metadata = ModelMetadata(class_names=[f"class{i}" for i in range(preset.num_classes)], input_shape=list(shape),
-                             color_mode=preset.color_mode, preset=name, tta=dict(preset.tta))
+                             color_mode=preset.color_mode, recipe=name, tta=dict(preset.tta))
     path = save_model(model, folder / f"{name}.keras", metadata)
     return path, rng.integers(0, 256, (16, *shape), dtype=np.uint8)
 

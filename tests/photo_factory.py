@@ -99,7 +99,8 @@ def _truncated_jpeg() -> bytes:
 VALID_ODD = {
     "rain20.jpg": (lambda: encode(class_image("rain", 20), "PNG"), "a PNG named .jpg"),
     "shine20.jpg": (lambda: encode(Image.new("RGB", SIZE, GREEN), "GIF"), "a GIF named .jpg"),
-    "cloudy20.png": (lambda: encode(_half((*RED, 255), (255, 255, 255, 0), "RGBA"), "PNG"), "RGBA, right half transparent"),
+    "cloudy20.png": (lambda: encode(_half((*RED, 255), (255, 255, 255, 0), "RGBA"), "PNG"),
+                     "RGBA, right half transparent"),
     "rain21.jpg": (lambda: encode(Image.new("RGB", SIZE, ORANGE).convert("CMYK"), "JPEG", quality=95), "a CMYK JPEG"),
     "shine21.tif": (lambda: encode(Image.new("RGB", SIZE, BLUE).convert("CMYK"), "TIFF"), "a CMYK TIFF"),
     "cloudy21.png": (_sixteen_bit_grey, "16-bit grey (I;16) ramp"),
@@ -110,9 +111,12 @@ VALID_ODD = {
 BROKEN = {
     "cloudy30.jpg": (_truncated_jpeg, "Cannot decode image: image file is truncated"),
     "rain30.jpg": (lambda: b"", "empty file (0 bytes)"),
-    "shine30.jpg": (lambda: b"Hello, I am a text file with a .jpg name.\n", "Cannot decode image: not an image in a supported format"),
-    "cloudy31.png": (lambda: png_header(9000, 9000), "Image is too large: 9000x9000 pixels exceeds the limit of 64,000,000"),
-    "rain31.png": (lambda: png_header(50000, 50000), "Cannot decode image: Image size (2500000000 pixels) exceeds limit"),
+    "shine30.jpg": (lambda: b"Hello, I am a text file with a .jpg name.\n",
+                    "Cannot decode image: not an image in a supported format"),
+    "cloudy31.png": (lambda: png_header(9000, 9000),
+                     "Image is too large: 9000x9000 pixels exceeds the limit of 64,000,000"),
+    "rain31.png": (lambda: png_header(50000, 50000),
+                   "Cannot decode image: Image size (2500000000 pixels) exceeds limit"),
     "notes.txt": (lambda: b"shot on my phone\n", "not an image suffix"),
 }
 

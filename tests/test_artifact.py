@@ -28,7 +28,10 @@ def test_run_model_carries_its_metadata(trained_run):
     assert meta["class_names"] == [str(i) for i in range(10)]
     assert meta["input_shape"] == [28, 28, 1]
     assert meta["color_mode"] == "grayscale"
-    assert meta["preset"] == "fast"
+    assert meta["recipe"] == "fast"
+    # Models saved before the word was "recipe" carry it as "preset"; they load the same.
+    older = {**{k: v for k, v in meta.items() if k != "recipe"}, "preset": "fast"}
+    assert ModelMetadata.from_dict(older, "an older model").recipe == "fast"
 
 
 def test_model_file_loads_in_plain_keras(trained_run, mnist_subset):

@@ -13,6 +13,7 @@ from cnnkit.training import fit
 from cnnkit.training.auto import DEFAULT_BUDGET_MINUTES, choose_for_arrays, choose_for_folder, fit_side, prepare
 from cnnkit.training.budget import Plan
 from cnnkit.training.config import TrainConfig
+
 from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 
@@ -35,13 +36,14 @@ def _photos(root, n=12, size=(160, 120)):
 
 def test_small_grey_images_stay_at_their_size_and_colour(tmp_path):
     choice = choose_for_folder(inspect_folder(_grey_digits(tmp_path / "d")), TrainConfig(data=str(tmp_path / "d")))
-    assert (choice.preset, choice.image_size, choice.color_mode) == ("small", 28, "grayscale")
-    assert choice.reason == "12 images, median 28x28 grey, all the same size: small images, kept at 28x28 -> recipe small"
+    assert (choice.recipe, choice.image_size, choice.color_mode) == ("small", 28, "grayscale")
+    assert choice.reason == ("12 images, median 28x28 grey, all the same size: small images, kept at 28x28 "
+                             "-> recipe small")
 
 
 def test_photos_get_the_photo_recipe_at_a_side_from_their_sizes(tmp_path):
     choice = choose_for_folder(inspect_folder(_photos(tmp_path / "p")), TrainConfig(data=str(tmp_path / "p")))
-    assert (choice.preset, choice.image_size, choice.color_mode) == ("photo", 112, "rgb")  # 120 // 16 * 16
+    assert (choice.recipe, choice.image_size, choice.color_mode) == ("photo", 112, "rgb")  # 120 // 16 * 16
     assert choice.reason.endswith("photos -> recipe photo at 112x112")
 
 
@@ -49,8 +51,8 @@ def test_what_the_user_set_wins(tmp_path):
     inspected = inspect_folder(_photos(tmp_path / "p"))
     config = TrainConfig(data=str(tmp_path / "p"), image_size=64, color_mode="grayscale")
     assert dataclasses.astuple(choose_for_folder(inspected, config))[:3] == ("photo", 64, "grayscale")
-    resolved, _, why = prepare(TrainConfig(data=str(tmp_path / "p"), preset="article-003", image_size=48))
-    assert (resolved.preset, resolved.image_size, why) == ("article-003", 48, "")
+    resolved, _, why = prepare(TrainConfig(data=str(tmp_path / "p"), recipe="article-003", image_size=48))
+    assert (resolved.recipe_name, resolved.image_size, why) == ("article-003", 48, "")
 
 
 def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
@@ -83,15 +85,15 @@ def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
 def test_arrays_are_used_at_their_own_size():
     from cnnkit.datasets import load
 
-    assert choose_for_arrays(load(str(MNIST_SUBSET))).preset == "small"
-    assert TrainConfig(data="mnist").resolve().preset == "fast"  # MNIST keeps its recipe
+    assert choose_for_arrays(load(str(MNIST_SUBSET))).recipe == "small"
+    assert TrainConfig(data="mnist").resolve().recipe_name == "fast"  # MNIST keeps its recipe
 
 
 def test_auto_plans_a_budget_unless_epochs_are_given(tmp_path):
     folder = _grey_digits(tmp_path / "d", n=20)
     config, dataset, why = prepare(TrainConfig(data=str(folder)))
     assert config.budget == DEFAULT_BUDGET_MINUTES and why.endswith(f"budget {DEFAULT_BUDGET_MINUTES:g} min.")
-    assert dataset.input_shape == (28, 28, 1) and config.preset == "small"
+    assert dataset.input_shape == (28, 28, 1) and config.recipe_name == "small"
     config, _, why = prepare(TrainConfig(data=str(folder), epochs=3))
     assert config.budget is None and config.epochs == 3 and why.endswith("; 3 epochs.")
 
@@ -102,7 +104,7 @@ def test_train_says_what_auto_chose_and_records_it(tmp_path, capsys):
     assert code == 0, out
     assert out.splitlines()[0].startswith("Recipe auto: 24 images, median 28x28 grey")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["train"]["preset"] == "small" and saved["auto"].startswith("Recipe auto: ")
+    assert saved["train"]["recipe"] == "small" and saved["auto"].startswith("Recipe auto: ")
     assert saved["data_profile"]["width"] == [28, 28, 28] and saved["data_profile"]["modes"] == {"grey": 24}
 
 
@@ -112,7 +114,8 @@ def test_mixed_sizes_under_an_image_size_the_recipe_cannot_hold(tmp_path, capsys
     folder.mkdir()
     rng = np.random.default_rng(2)
     for i, size in enumerate([(40, 30), (200, 150), (640, 480), (97, 311)] * 3):
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{'ab'[i % 2]}{i}.jpg")
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{'ab'[i % 2]}{i}.jpg")
     code, _, err = run_cli(capsys, "train", folder, "--image-size", "4", "--out", tmp_path / "run")
     assert_clean_error(code, err, "Expected an image size between 8 and 1024 pixels. Received: image_size=4.")
     code, _, err = run_cli(capsys, "train", folder, "--recipe", "article-003", "--image-size", "32",
@@ -127,5 +130,6 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
     for extra in list(folder.glob("b*.png"))[1:]:
         extra.unlink()  # class b keeps one image
     code, _, err = run_cli(capsys, "train", folder, "--epochs", "1", "--out", tmp_path / "run")
-    assert_clean_error(code, err, "Expected at least 2 images in every class", "Received: 'b' has 1", "Hint: Add images")
+    assert_clean_error(code, err, "Expected at least 2 images in every class", "Received: 'b' has 1",
+                       "Hint: Add images")
     assert not (tmp_path / "run").exists()

@@ -289,8 +289,8 @@ def backbone_runs(shapes_folder, tmp_path_factory, monkeypatch_module):
     killed = json.loads((root / "second" / "history.json").read_text())
     killed["status"] = unfinished_run(root / "second")
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        second = train(config, root / "second", resume=True, verbose=0)
+    with contextlib.redirect_stdout(output):  # verbose: its lines say where it resumed
+        second = train(config, root / "second", resume=True, verbose=2)
     return first, second, killed, output.getvalue()
 
 
@@ -329,6 +329,7 @@ def test_a_backbone_model_is_explained_exported_and_served(backbone_runs, shapes
     from cnnkit.artifact import load_model
     from cnnkit.explain.gradcam import grad_cam, spatial_layers
     from cnnkit.explain.inspect import inspect
+
     from helpers import check_export
 
     run, photo = backbone_runs[0].run_dir, shapes_folder / "red" / "0.png"
@@ -358,6 +359,7 @@ def serve_once(run: Path, photo: Path) -> dict:
     from cnnkit.predictor import Predictor
     from cnnkit.server import ServerSettings, create_app
     from cnnkit.server.cli import build_server
+
     from helpers import wait_ready_http
 
     sock = socket.socket()
@@ -417,18 +419,20 @@ def test_auto_takes_a_backbone_only_when_its_verified_weights_are_here(tmp_path,
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     config = TrainConfig(data=str(tmp_path / "photos"))
     inspected = inspect_folder(config.data)
-    assert choose_for_folder(inspected, config).preset == "photo"  # nothing here
+    assert choose_for_folder(inspected, config).recipe == "photo"  # nothing here
     made = weights_file("mobilenet_v3_small", tmp_path / "keras" / "models")
-    assert choose_for_folder(inspected, config).preset == "photo"  # a file, but not the one Keras pins
-    entry = dataclasses.replace(get_backbone("mobilenet_v3_small"), weights_hash=hashlib.md5(made.read_bytes()).hexdigest())
+    assert choose_for_folder(inspected, config).recipe == "photo"  # a file, but not the one Keras pins
+    entry = dataclasses.replace(get_backbone("mobilenet_v3_small"),
+                                weights_hash=hashlib.md5(made.read_bytes()).hexdigest())
     monkeypatch.setitem(backbones._BY_NAME, "mobilenet_v3_small", entry)
     choice = choose_for_folder(inspected, config)
-    assert (choice.preset, choice.backbone, choice.image_size) == ("transfer", "mobilenet_v3_small", 224)
+    assert (choice.recipe, choice.backbone, choice.image_size) == ("transfer", "mobilenet_v3_small", 224)
     assert "the ImageNet weights of mobilenet_v3_small are on this machine -> recipe transfer" in choice.reason
     assert choose_for_folder(inspected, dataclasses.replace(config, image_size=96)).image_size == 96
 
 
-@pytest.mark.parametrize("name", ["efficientnet_v2_b0", "convnext_tiny", "resnet50"])  # SE blocks, nested models, padding
+# SE blocks, nested models, padding
+@pytest.mark.parametrize("name", ["efficientnet_v2_b0", "convnext_tiny", "resnet50"])
 def test_explain_summarises_a_backbone_by_stage(name):
     from cnnkit.explain.table import explain_model
 

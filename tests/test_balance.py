@@ -10,6 +10,7 @@ import pytest
 from cnnkit.errors import ConfigError
 from cnnkit.evaluation import evaluate_probabilities
 from cnnkit.training.balance import AUTO_RATIO, class_weights, imbalance_ratio
+
 from helpers import assert_clean_error, run_cli
 
 NAMES = ["cloudy", "rain", "shine"]

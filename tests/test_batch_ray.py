@@ -110,7 +110,7 @@ def weather_run(tmp_path_factory):
 
     root, rng = tmp_path_factory.mktemp("weather"), np.random.default_rng(0)
     _write_photos(root / "train", 24, rng)
-    config = TrainConfig(preset="photo", data=str(root / "train"), epochs=1, image_size=32, seed=0)
+    config = TrainConfig(recipe="photo", data=str(root / "train"), epochs=1, image_size=32, seed=0)
     run = train(config, root / "run", verbose=0).run_dir
     return run, _write_photos(root / "unseen", 134, rng)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from cnnkit.errors import ConfigError
 from cnnkit.training.budget import MARGIN, Plan, measure, plan, planned, replan
 from cnnkit.training.config import TrainConfig
+
 from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 
@@ -37,7 +39,8 @@ def test_a_budget_below_one_epoch_plans_one_shorter_epoch():
 
 
 def test_a_budget_below_one_step_is_refused():
-    with pytest.raises(ConfigError, match=r"too small for one training step .*Received: budget=0\.001 \(minutes\)") as info:
+    with pytest.raises(ConfigError,
+                       match=r"too small for one training step .*Received: budget=0\.001 \(minutes\)") as info:
         plan(0.06, step_seconds=0.5, steps_per_epoch=10, val_seconds=0.2, checkpoint_seconds=0.1, batch_size=8,
              max_epochs=5)
     assert info.value.params == ("budget",) and "Set budget to at least 0.1 minutes" in info.value.hint
@@ -69,7 +72,8 @@ def test_replan_keeps_a_plan_that_ends_inside_the_budget():
 
 def test_replan_waits_for_a_move_worth_a_tenth_of_the_epochs_left():
     # 40 epochs to go in 570 s of margin (600 s budget, 30 s spent): a move must be worth 4 of them.
-    assert replan(elapsed=30, done=10, target=50, epoch_seconds=12.5, budget_seconds=600, max_epochs=150) == 50  # 53 fit
+    # 53 fit at 12.5 s an epoch: 3 more than planned, too few to move.
+    assert replan(elapsed=30, done=10, target=50, epoch_seconds=12.5, budget_seconds=600, max_epochs=150) == 50
     assert replan(elapsed=30, done=10, target=50, epoch_seconds=12, budget_seconds=600, max_epochs=150) == 55
     assert replan(elapsed=30, done=10, target=50, epoch_seconds=14.6, budget_seconds=600, max_epochs=150) == 50  # 49
     # 46 fit in the whole budget, 4 short of the plan: down to the 44 that fit in the margin.
@@ -84,7 +88,7 @@ def test_replan_shrinks_a_plan_that_would_end_past_the_budget():
 
 
 @pytest.mark.backends  # the moved end takes effect by tracing the train step again, on every backend
-def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch, capsys):
+def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch, caplog):
     """A fake clock says each epoch takes 1 s of a 7 s budget planned for 3: fit goes on to the epochs that fit,
     the cosine schedule ends with them, and config.json records where it moved."""
     from cnnkit import datasets
@@ -94,10 +98,11 @@ def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch
     real = fit_module.BudgetKeeper
     monkeypatch.setattr(fit_module, "BudgetKeeper", lambda *a, **k: real(*a, **k, clock=lambda: next(readings)))
     dataset = datasets.load(MNIST_SUBSET, train_limit=300, test_limit=50)
-    config = TrainConfig(data=str(MNIST_SUBSET), preset="small", epochs=3, seed=0).resolve()
+    config = TrainConfig(data=str(MNIST_SUBSET), recipe="small", epochs=3, seed=0).resolve()
     (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict(), "budget_plan": {"epochs": 3}}))
     budget = Plan(7, epochs=3, steps_per_epoch=2, step_seconds=0.5, epoch_seconds=1.0, batch_size=256)
-    result = fit_module.fit(dataset, config, tmp_path, verbose=0, budget=budget)
+    with caplog.at_level(logging.INFO, logger="cnnkit.training"):  # the move is said on training's logger
+        result = fit_module.fit(dataset, config, tmp_path, verbose=0, budget=budget)
     # Readings: 0 at the start, k at epoch k's end. Epoch 1 traces; epoch 2 takes 1 s, and with one planned
     # epoch left that one is enough to go on: floor((7 * 0.95 - 2) / 1) = 4 more fit, 6 in all, and the plan
     # holds from there on.
@@ -106,7 +111,7 @@ def test_the_keeper_moves_the_schedule_end_and_fit_runs_on(tmp_path, monkeypatch
     assert result.history["learning_rate"][2] > 0.0  # where the first plan's schedule had ended
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["train"]["epochs"] == 6 and saved["budget_plan"]["replanned"] == [{"after_epoch": 2, "epochs": 6}]
-    assert "the schedule now ends after epoch 6 (planned: 3)" in capsys.readouterr().out
+    assert "the schedule now ends after epoch 6 (planned: 3)" in caplog.text
     # The checkpoint a --resume starts from carries the moved schedule.
     from cnnkit import artifact
 

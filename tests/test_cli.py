@@ -31,7 +31,7 @@ def test_summary_lists_presets(capsys):
 
 def test_unknown_preset(capsys):
     code, _, err = run_cli(capsys, "train", str(MNIST_SUBSET), "--recipe", "resnet9000")
-    assert_clean_error(code, err, "Unknown preset", "resnet9000", "cnnkit summary --list")
+    assert_clean_error(code, err, "Unknown recipe", "resnet9000", "cnnkit summary --list")
 
 
 def test_missing_dataset_file(capsys, tmp_path):
@@ -145,6 +145,25 @@ def test_light_commands_do_not_load_tensorflow(argv):
     assert out.stdout.strip().endswith("loaded: []"), out.stdout[-300:] + out.stderr[-300:]
 
 
+def test_commands_that_print_tables_load_no_framework(tmp_path):
+    """show, verify (photos larger than 64 px, where auto would look for a backbone) and backbones read files
+    and print: Keras, TensorFlow, JAX and torch stay unloaded, as for --help."""
+    rng = np.random.default_rng(0)
+    for label in ("cloudy", "rain"):  # noise: no two alike, so the near-duplicate check groups nothing
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+            (tmp_path / "photos" / label / f"{i}.png").write_bytes(encode_png(pixels))
+    photos = tmp_path / "photos"
+    env = {**os.environ, "CNNKIT_HOME": str(tmp_path / "home"), "KERAS_HOME": str(tmp_path / "keras")}
+    for argv in (["show", str(photos), "--out", str(tmp_path / "grid.png")], ["verify", str(photos)],
+                 ["backbones"], ["show", str(MNIST_SUBSET), "--out", str(tmp_path / "digits.png")]):
+        out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.stdout.strip().endswith("loaded: []"), (argv, out.stdout[-300:] + out.stderr[-300:])
+        assert "Error" not in out.stderr, (argv, out.stderr[-300:])
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as excinfo:
         main(["--version"])
@@ -230,7 +249,7 @@ def test_no_tensorflow_log_lines_from_the_api_or_a_jax_run(backend, tmp_path):
     absl::InitializeLog()") reached the terminal from `import cnnkit` users and, on JAX, mid-training."""
     # TensorFlow prints them as it loads (building a model loads it); on JAX, Keras loaded it inside fit.
     code = ("import cnnkit\n" + ("cnnkit.build_model('fast')\n" if backend == "tensorflow" else
-            f"cnnkit.train(cnnkit.TrainConfig(preset='fast', data={str(MNIST_SUBSET)!r}, epochs=1,"
+            f"cnnkit.train(cnnkit.TrainConfig(recipe='fast', data={str(MNIST_SUBSET)!r}, epochs=1,"
             f" train_limit=300, test_limit=100), {str(tmp_path / 'run')!r}, verbose=0)\n"))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -239,3 +258,22 @@ def test_no_tensorflow_log_lines_from_the_api_or_a_jax_run(backend, tmp_path):
     noise = [line for line in out.stderr.splitlines() if "absl::InitializeLog" in line or "oneDNN" in line
              or line[:5] in ("I0000", "W0000", "E0000")]
     assert not noise, out.stderr[-3000:]
+
+
+def test_train_options_are_the_config_fields_with_their_defaults():
+    """`cnnkit train` with no option is TrainConfig() with no argument: each default is written once, in the
+    dataclass, and every field the command line offers is an option of train."""
+    import dataclasses
+
+    from cnnkit.cli import COMMANDS, _config
+    from cnnkit.cli_options import build_parser
+    from cnnkit.options import spec_of
+    from cnnkit.training.config import TrainConfig
+
+    parser = build_parser({name: "" for name in COMMANDS})
+    args = parser.parse_args(["train", "photos"])
+    assert _config(args, "photos") == TrainConfig(data="photos")
+    offered = {f.name for f in dataclasses.fields(TrainConfig) if spec_of(f)}
+    train = parser.commands["train"]
+    assert offered <= {action.dest for action in train._actions}
+    assert "--preset" not in train.format_help() and train.parse_args(["--preset", "fast"]).recipe == "fast"

@@ -11,6 +11,7 @@ import pytest
 import cnnkit.datasets as datasets
 from cnnkit.datasets import BUILTIN, Dataset, load, load_npz, stratified_sample, stratified_split
 from cnnkit.errors import ConfigError, DataError
+
 from helpers import check_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist_subset.npz"
@@ -236,9 +237,9 @@ def _folder(layout: str):
     return build
 
 
-DATASET_KINDS = {"npz": lambda tmp_path: load(str(FIXTURE)), "mnist-idx": _idx, "folder-filenames": _folder("filenames"),
-                 "folder-subfolders": _folder("subfolders"), "folder-presplit": _folder("presplit"),
-                 "manifest": _folder("manifest")}
+DATASET_KINDS = {"npz": lambda tmp_path: load(str(FIXTURE)), "mnist-idx": _idx,
+                 "folder-filenames": _folder("filenames"), "folder-subfolders": _folder("subfolders"),
+                 "folder-presplit": _folder("presplit"), "manifest": _folder("manifest")}
 
 
 @pytest.mark.parametrize("kind", sorted(DATASET_KINDS))
@@ -263,8 +264,8 @@ def test_builtins_and_loaders_agree():
 
 @pytest.mark.parametrize("name", ["cifar10", "MNIST", "data/", "images.zip"])
 def test_unknown_dataset(name):
-    with pytest.raises(ConfigError, match=rf"Unknown dataset '{name}'\. Expected one of: mnist, a path to an \.npz file, "
-                       r"a folder of images, or a \.csv manifest"):
+    with pytest.raises(ConfigError, match=rf"Unknown dataset '{name}'\. Expected one of: mnist, "
+                       r"a path to an \.npz file, a folder of images, or a \.csv manifest"):
         load(name)
 
 

@@ -235,7 +235,7 @@ def test_npm_tarball_members_must_be_regular_files(tmp_path, fake):
 class _Serve(http.server.BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self):  # noqa: N802 (the stdlib's name)
+    def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()

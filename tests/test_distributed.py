@@ -19,11 +19,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnnkit.training import distributed
 from cnnkit.cli import main
-from cnnkit.training.config import TrainConfig, parse_coordinator, relaunch
-from cnnkit.training.inputs import GlobalBatches
 from cnnkit.errors import ConfigError
+from cnnkit.training import distributed
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.inputs import GlobalBatches
+from cnnkit.training.launch import parse_coordinator, relaunch
 
 from helpers import MNIST_SUBSET, RUN_FILES
 

@@ -11,6 +11,7 @@ from PIL import Image
 from cnnkit.datasets.duplicates import near_duplicate_groups, perceptual_hashes
 from cnnkit.datasets.photos import load_folder
 from cnnkit.errors import ConfigError
+
 from helpers import run_cli
 
 
@@ -111,7 +112,11 @@ def test_drop_keeps_one_image_of_each_group(photo_folder):
     kept = load_folder(photo_folder, image_size=64, near_duplicates="drop")
     grouped = load_folder(photo_folder, image_size=64, near_duplicates="group")
     off = load_folder(photo_folder, image_size=64, near_duplicates="off")
-    total = lambda ds: sum(len(getattr(ds, f"y_{p}")) for p in ("train", "val", "test") if getattr(ds, f"y_{p}") is not None)  # noqa: E731
+
+    def total(ds):
+        splits = [getattr(ds, f"y_{p}") for p in ("train", "val", "test")]
+        return sum(len(y) for y in splits if y is not None)
+
     assert total(grouped) == total(off) == 24 + 5 and total(kept) == 24
     assert off.profile.groups == [] and "Near-duplicates" not in off.report
 

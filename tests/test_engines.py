@@ -21,7 +21,9 @@ from cnnkit.errors import ConfigError
 from cnnkit.images import encode_png
 from cnnkit.models import build_model
 from cnnkit.predictor import Predictor
+
 from helpers import check_engine
+
 
 @pytest.mark.backends
 @pytest.mark.parametrize("kind", sorted(ENGINES))
@@ -87,6 +89,7 @@ def test_predictor_batch_ray_and_server_give_the_same_probabilities(tmp_path, lo
 def _same_probabilities_everywhere(tta: bool, tmp_path) -> None:
     from cnnkit.batch_ray import predict_paths_ray
     from cnnkit.server import ServerSettings, create_app
+
     from helpers import wait_ready
 
     classes = ["a", "b", "c", "d"]

@@ -13,12 +13,18 @@ from cnnkit.artifact import ModelMetadata, save_model
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.explain import rules
 from cnnkit.explain.conv import (
-    EXAMPLE_INPUT, EXAMPLE_KERNEL, avg_pool, conv_demo, cross_correlate, max_pool, output_size, walkthrough,
+    EXAMPLE_INPUT,
+    EXAMPLE_KERNEL,
+    avg_pool,
+    conv_demo,
+    cross_correlate,
+    max_pool,
+    output_size,
+    walkthrough,
 )
 from cnnkit.explain.table import explain, explain_model
 from cnnkit.models import build_model
 from cnnkit.presets import PRESETS, Preset
-
 
 # ---- conv.py: the NumPy reference ------------------------------------------------------------
 
@@ -47,7 +53,8 @@ def test_output_size(n, k, p, s, expected):
 
 
 def test_output_size_rejects_bad_input():
-    with pytest.raises(ConfigError, match=r"Expected the padded input to be at least as large .* Received: n=2, p=0, k=3"):
+    with pytest.raises(ConfigError,
+                       match=r"Expected the padded input to be at least as large .* Received: n=2, p=0, k=3"):
         output_size(2, 3, 0, 1)
     with pytest.raises(ConfigError, match=r"Expected s to be an integer >= 1\. Received: s=0\."):
         output_size(4, 3, 0, 0)
@@ -186,7 +193,8 @@ def test_unsupported_layer_is_named():
 
 def test_unsupported_configuration_is_named():
     model = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(4, 3, groups=2, name="grouped")])
-    with pytest.raises(ConfigError, match=r"'grouped' \(Conv2D\): unsupported groups\. Expected 1\. Received: groups=2\."):
+    with pytest.raises(ConfigError,
+                       match=r"'grouped' \(Conv2D\): unsupported groups\. Expected 1\. Received: groups=2\."):
         explain_model(model)
 
 

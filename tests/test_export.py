@@ -16,6 +16,7 @@ from cnnkit import models
 from cnnkit.errors import ConfigError
 from cnnkit.training.config import TrainConfig
 from cnnkit.training.run import train
+
 from helpers import check_export
 from photo_factory import write_clean
 
@@ -26,7 +27,7 @@ tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
 @tensorflow_only
 def test_a_photo_run_exports_agree_with_keras(tmp_path):
     files = write_clean(tmp_path / "photos")
-    result = train(TrainConfig(preset="photo", data=str(tmp_path / "photos"), epochs=1, image_size=32, seed=0),
+    result = train(TrainConfig(recipe="photo", data=str(tmp_path / "photos"), epochs=1, image_size=32, seed=0),
                    tmp_path / "run", verbose=0)
     photos = cnnkit.load(result.run_dir).load_files(files[::3])
     noise = np.random.default_rng(1).integers(0, 256, (4, *photos.shape[1:]), dtype=np.uint8)

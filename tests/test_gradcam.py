@@ -19,11 +19,12 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.explain.features import feature_maps, first_layer_filters, plot_feature_maps
 from cnnkit.explain.gradcam import grad_cam, overlay, spatial_layers
 from cnnkit.explain.inspect import inspect
-from cnnkit.training.config import TrainConfig
 from cnnkit.images import encode_png
 from cnnkit.models import build_model
-from cnnkit.presets import PRESETS, Preset, register
+from cnnkit.presets import Preset
+from cnnkit.training.config import TrainConfig
 from cnnkit.training.run import train
+
 from helpers import MNIST_SUBSET
 
 DIGITS = 100  # first test digits used by the statistical checks
@@ -45,12 +46,8 @@ KNOWN = Preset(
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """KNOWN trained 3 epochs on the MNIST subset (float32, as when the thresholds were measured)."""
-    register(KNOWN)
-    try:
-        yield train(TrainConfig(preset=KNOWN.name, data=str(MNIST_SUBSET), seed=0, precision="float32"),
-                    tmp_path_factory.mktemp("runs") / "known", verbose=0)
-    finally:
-        PRESETS.pop(KNOWN.name, None)
+    return train(TrainConfig(recipe=KNOWN, data=str(MNIST_SUBSET), seed=0, precision="float32"),
+                 tmp_path_factory.mktemp("runs") / "known", verbose=0)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ def test_png_round_trip_is_exact():
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "1"])
 def test_every_mode_becomes_the_requested_channels(mode):
-    image = Image.new("RGB", (10, 8), (200, 100, 50)).convert(mode) if mode != "I;16" else Image.new("I;16", (10, 8), 40000)
+    image = (Image.new("RGB", (10, 8), (200, 100, 50)).convert(mode) if mode != "I;16"
+             else Image.new("I;16", (10, 8), 40000))
     fmt = "TIFF" if mode == "CMYK" else "PNG"
     assert decode_image(_bytes(image, fmt), color_mode="grayscale").shape == (8, 10, 1)
     assert decode_image(_bytes(image, fmt), color_mode="rgb").shape == (8, 10, 3)
@@ -78,8 +79,8 @@ def test_exif_orientation_is_applied():
 def _photo(width: int, height: int, orientation: int = 1) -> bytes:
     """A smooth colour JPEG (a gradient and a disc), as photos are; ``orientation`` is its EXIF tag."""
     y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, ((x - width / 2) ** 2 + (y - height / 3) ** 2 < (height / 4) ** 2)
-                    * 200], axis=-1).astype(np.uint8)
+    disc = (x - width / 2) ** 2 + (y - height / 3) ** 2 < (height / 4) ** 2
+    rgb = np.stack([x * 255 // width, y * 255 // height, disc * 200], axis=-1).astype(np.uint8)
     exif = Image.Exif()
     exif[0x0112] = orientation
     buffer = io.BytesIO()
@@ -107,7 +108,8 @@ def test_a_large_jpeg_scaled_in_its_decoder_matches_a_full_decode(resize, orient
 
 def test_jpeg_smaller_than_the_target_is_not_scaled():
     data = _photo(100, 60)
-    np.testing.assert_array_equal(decode_image(data, size=(60, 100)), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    np.testing.assert_array_equal(decode_image(data, size=(60, 100)),
+                                  np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
 
 
 def test_resize_to_model_size():

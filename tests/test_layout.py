@@ -1,4 +1,5 @@
-"""The layout holds: no import cycle in src/ (late imports included), and no test imports another test file."""
+"""The layout holds: no import cycle in src/ (late imports included), serving loads nothing of training, and no test
+imports another test file."""
 
 from __future__ import annotations
 
@@ -24,15 +25,30 @@ def _modules(package: Path) -> dict[str, Path]:
     return found
 
 
-def import_graph(package: Path) -> dict[str, set[str]]:
+def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:`` (they name types; they load nothing)."""
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        test = getattr(node, "test", None)
+        if isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
+                                         or getattr(test, "attr", None) == "TYPE_CHECKING"):
+            found |= {inner for statement in node.body for inner in ast.walk(statement)}
+    return found
+
+
+def import_graph(package: Path, *, type_checking: bool = True) -> dict[str, set[str]]:
     """Module -> the package's modules it imports anywhere: at the top, in a function, in a method, and
-    under ``if TYPE_CHECKING:`` (a circle of types is a circle of concepts, even when it never runs)."""
+    under ``if TYPE_CHECKING:`` (a circle of types is a circle of concepts, even when it never runs;
+    ``type_checking=False`` leaves those out: what importing and running the module can load)."""
     modules = _modules(package)
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = set() if type_checking else _type_checking_only(tree)
         targets: list[str] = []
         for node in ast.walk(tree):
+            if node in skip:
+                continue
             if isinstance(node, ast.Import):
                 targets += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -80,6 +96,54 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return groups
+
+
+# What serves a model loads nothing of training: the layer rule (shared/STYLE.md). The serving side may use
+# the shared decoder (cnnkit.images), the model file (cnnkit.artifact) and the engines, never the code that
+# makes a model or reads a dataset.
+SERVING = ("cnnkit.engines", "cnnkit.server", "cnnkit.predictor", "cnnkit.batch", "cnnkit.batch_ray",
+           "cnnkit.exporting", "cnnkit.loading", "cnnkit.artifact")
+TRAINING_SIDE = ("cnnkit.training", "cnnkit.datasets", "cnnkit.presets")
+
+
+def _under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def layer_violations(package: Path) -> dict[str, list[str]]:
+    """Serving module -> the training-side modules it can load: its imports, theirs, and so on (late imports
+    included, ``TYPE_CHECKING`` ones not), each with the packages whose ``__init__`` an import runs."""
+    graph = import_graph(package, type_checking=False)
+    found = {}
+    for start in sorted(m for m in graph if _under(m, SERVING)):
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            parts = module.split(".")
+            for nxt in graph.get(module, set()) | {".".join(parts[:i]) for i in range(1, len(parts))}:
+                if nxt in graph and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        bad = sorted(m for m in seen if _under(m, TRAINING_SIDE))
+        if bad:
+            found[start] = bad
+    return found
+
+
+def test_serving_loads_nothing_of_training():
+    assert layer_violations(SRC) == {}
+
+
+def test_a_planted_layer_violation_is_found(tmp_path):
+    copy = tmp_path / "cnnkit"
+    shutil.copytree(SRC, copy)
+    payloads = copy / "server" / "payloads.py"
+    payloads.write_text(payloads.read_text() + "\n\ndef _planted():\n    from cnnkit.datasets.lazy import LazyImages\n")
+    found = layer_violations(copy)
+    # payloads itself, and every serving module that reaches it (the app, the server's CLI)
+    assert "cnnkit.datasets.lazy" in found["cnnkit.server.payloads"]
+    assert "cnnkit.datasets" in found["cnnkit.server.payloads"]
+    assert "cnnkit.server.app" in found and "cnnkit.predictor" not in found
 
 
 def test_no_import_cycle_in_src():

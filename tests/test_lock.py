@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cnnkit.training.lock import lock_path, run_folder_lock
+
 from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 

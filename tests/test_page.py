@@ -23,12 +23,13 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 with warnings.catch_warnings():  # Starlette 1.10 prefers httpx2; httpx 0.28.1 is the pinned, working client
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
 from cnnkit.predictor import Predictor  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.app import STATIC  # noqa: E402
 from cnnkit.server.cli import build_server  # noqa: E402
+
 from helpers import tiny_predictor, wait_ready  # noqa: E402
 
 SCREENSHOT = Path("/tmp/cnnkit_page.png")  # a copy for people to look at
@@ -170,7 +171,7 @@ def test_uploaded_photo_is_predicted_and_shown(page, server, mnist_subset, tmp_p
     shown = shown_answer(page)
     expected = predictor.predict_files([photo], top_k=5)[0]
     assert_same_answer(shown, {"label": expected.label,
-                               "top_k": [{"label": l, "probability": p} for l, p in expected.top_k]})
+                               "top_k": [{"label": label, "probability": p} for label, p in expected.top_k]})
     assert page.evaluate("document.getElementById('photo').naturalWidth") == 140
     page.screenshot(path=tmp_path / "upload.png", full_page=True)
     shutil.copy(tmp_path / "upload.png", SCREENSHOT.with_name("cnnkit_page_upload.png"))

@@ -22,8 +22,19 @@ from cnnkit.datasets.photos import load_folder
 from cnnkit.images import decode_image
 
 from helpers import run_cli
-from photo_factory import (BLUE, BROKEN, CLASSES, GREEN, ORANGE, RED, VALID_ODD, class_image, encode, weather_like,
-                           write_clean)
+from photo_factory import (
+    BLUE,
+    BROKEN,
+    CLASSES,
+    GREEN,
+    ORANGE,
+    RED,
+    VALID_ODD,
+    class_image,
+    encode,
+    weather_like,
+    write_clean,
+)
 
 SIZE = 32
 
@@ -356,15 +367,15 @@ def test_steps_per_epoch_is_a_cap_not_a_demand(weather, tmp_path, monkeypatch, o
 
     import keras
 
-    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets import photos
+    from cnnkit.training.config import TrainConfig
     from cnnkit.training.fit import fit
 
     if on_disk:
         monkeypatch.setattr(photos, "IN_MEMORY_LIMIT", 0)
     dataset = photos.load_folder(weather, image_size=SIZE)
     assert (type(dataset.x_train).__name__ == "LazyImages") == on_disk
-    config = TrainConfig(preset="photo", data=str(weather), epochs=2, batch_size=8, steps_per_epoch=1000,
+    config = TrainConfig(recipe="photo", data=str(weather), epochs=2, batch_size=8, steps_per_epoch=1000,
                          image_size=SIZE).resolve()
     last_step: list[int] = []
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import keras
+import pytest
 
 from cnnkit.errors import ConfigError
 from cnnkit.models import build_model, make_optimizer
 from cnnkit.presets import PRESETS, get_preset
+
 from helpers import check_preset
 
 pytestmark = pytest.mark.backends
@@ -54,9 +54,13 @@ def test_head_follows_the_number_of_classes():
     assert model.outputs[0].shape[-1] == 7
 
 
-def test_unknown_preset_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"Unknown preset\. Expected one of: article-000.*Received: preset='vgg'"):
+def test_unknown_recipe_lists_the_choices_and_the_nearest():
+    with pytest.raises(ConfigError, match=r"Unknown recipe\. Expected one of: article-000.*"
+                                          r"Received: recipe='vgg'\. See every recipe"):
         get_preset("vgg")
+    with pytest.raises(ConfigError, match=r"Received: recipe='fsat'\. Did you mean 'fast'\?") as error:
+        build_model("fsat")
+    assert error.value.params == ("recipe",)
 
 
 def test_bad_input_shape_is_refused():

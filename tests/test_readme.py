@@ -218,8 +218,8 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit show mnist": lambda w: w.sh("cnnkit show mnist"),
         "cnnkit summary --list": lambda w: w.sh("cnnkit summary --list"),
         "cnnkit summary article-004": lambda w: w.sh("cnnkit summary article-004"),
-        "cnnkit train mnist --recipe fast --out runs/a": lambda w: w.sh(f"cnnkit train mnist --recipe fast --out runs/a "
-                                                                      f"{MNIST_SHORT}"),
+        "cnnkit train mnist --recipe fast --out runs/a":
+            lambda w: w.sh(f"cnnkit train mnist --recipe fast --out runs/a {MNIST_SHORT}"),
         "cnnkit train mnist --out runs/b --resume": _killed_then_resumed("cnnkit train mnist --out runs/b --resume"),
         "cnnkit evaluate runs/a": lambda w: w.sh("cnnkit evaluate runs/a"),
         "cnnkit predict runs/a digit.png other.png": lambda w: w.sh("cnnkit predict runs/a digit.png other.png"),
@@ -233,11 +233,13 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit explain article-002": lambda w: _explain_matches_readme(w, text),
         "cnnkit report runs/a": lambda w: w.sh("cnnkit report runs/a"),
         "cnnkit show photos/": lambda w: w.sh("cnnkit show photos/"),
-        "cnnkit train photos/ --out runs/photos": lambda w: w.sh(f"cnnkit train photos/ --out runs/photos {PHOTO_SHORT}"),
+        "cnnkit train photos/ --out runs/photos":
+            lambda w: w.sh(f"cnnkit train photos/ --out runs/photos {PHOTO_SHORT}"),
         "cnnkit train photos/ --budget 3 --out runs/p3":
             lambda w: w.sh("cnnkit train photos/ --budget 0.3 --image-size 32 --out runs/p3"),
         "cnnkit train weather/ --recipe article-003 --train-per-class 150":
-            lambda w: w.sh("cnnkit train weather/ --recipe article-003 --train-per-class 12 --epochs 1 --image-size 48"),
+            lambda w: w.sh("cnnkit train weather/ --recipe article-003 --train-per-class 12 "
+                           "--epochs 1 --image-size 48"),
         "cnnkit explain conv": lambda w: w.sh("cnnkit explain conv"),
         "cnnkit explain runs/a": lambda w: w.sh("cnnkit explain runs/a"),
         "cnnkit inspect runs/a digit.png --target 7": lambda w: w.sh("cnnkit inspect runs/a digit.png --target 7"),
@@ -254,7 +256,8 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "python: import numpy as np, tritonclient.http as httpclient    # pip install 'tritonclient[http]'": _triton,
         "pip install 'cnnkit[jax]'": _extra("pip install 'cnnkit[jax]'"),
         "KERAS_BACKEND=jax cnnkit train mnist --distribute data-parallel --out runs/dp":
-            lambda w: w.sh(f"KERAS_BACKEND=jax cnnkit train mnist --distribute data-parallel --out runs/dp {MNIST_SHORT}"),
+            lambda w: w.sh(f"KERAS_BACKEND=jax cnnkit train mnist --distribute data-parallel --out runs/dp "
+                           f"{MNIST_SHORT}"),
         "export KERAS_BACKEND=jax": lambda w: None,  # the next two commands run with it
         multi[0]: lambda w: _two_processes(w, multi),
         multi[1]: lambda w: None,  # started with the previous one: the two processes run together
@@ -267,11 +270,13 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit backbones": lambda w: w.sh("cnnkit backbones"),
         # ImageNet weights cannot be fetched where the walk runs: the same commands with random weights.
         "cnnkit train photos/ --backbone efficientnet_v2_b0 --out runs/tl":
-            lambda w: w.sh(f"cnnkit train photos/ --backbone efficientnet_v2_b0 --weights none --out runs/tl {PHOTO_SHORT}"),
+            lambda w: w.sh(f"cnnkit train photos/ --backbone efficientnet_v2_b0 --weights none "
+                           f"--out runs/tl {PHOTO_SHORT}"),
         "cnnkit train photos/ --backbone efficientnet_v2_b0 --fine-tune 5 --out runs/tl5":
             lambda w: w.sh(f"cnnkit train photos/ --backbone efficientnet_v2_b0 --weights none --fine-tune 1 "
                            f"--out runs/tl5 {PHOTO_SHORT}"),
-        "cnnkit train photos/ --backbone resnet50 --weights ~/Downloads/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5":
+        "cnnkit train photos/ --backbone resnet50 "
+        "--weights ~/Downloads/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5":
             lambda w: w.skip("cnnkit train photos/ --backbone resnet50 --weights ~/Downloads/…",
                              "a weights file downloaded by hand; --weights PATH is tested in tests/test_backbones.py"),
     }

@@ -8,9 +8,9 @@ import shutil
 import pytest
 from PIL import Image
 
+from cnnkit.artifact import REPORT
 from cnnkit.cli import main
 from cnnkit.errors import ArtifactError
-from cnnkit.artifact import REPORT
 from cnnkit.report import build_report
 
 SECTIONS = ("Summary", "Data", "Model, layer by layer", "Training and timings", "Evaluation on the test set",

@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("starlette")
 with warnings.catch_warnings():  # Starlette 1.10 prefers httpx2; httpx 0.28.1 is the pinned, working client
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
-from cnnkit.images import encode_png  # noqa: E402
-from cnnkit.predictor import Predictor  # noqa: E402
-from cnnkit.server import ServerSettings, create_app  # noqa: E402
-from cnnkit.server.app import ROUTES  # noqa: E402
-from helpers import (CLASSES, LIMIT_MB, check_route, digits, fake_engine, png_header_bomb,  # noqa: E402
-                     tiny_predictor, wait_ready)
+from cnnkit.images import encode_png
+from cnnkit.predictor import Predictor
+from cnnkit.server import ServerSettings, create_app
+from cnnkit.server.app import ROUTES
+
+from helpers import CLASSES, LIMIT_MB, check_route, digits, fake_engine, png_header_bomb, tiny_predictor, wait_ready
 
 pytestmark = pytest.mark.backends  # also run on JAX: covers the non-TensorFlow inference path
 
@@ -100,7 +100,8 @@ def test_multipart_three_files_in_order(client, predictor):
 def test_v2_round_trip(client, predictor, nested):
     pixels = digits(2, seed=3)
     data = pixels.tolist() if nested else pixels.ravel().tolist()
-    request = {"id": "req-7", "inputs": [{"name": "pixels", "shape": [2, 28, 28, 1], "datatype": "UINT8", "data": data}]}
+    request = {"id": "req-7",
+               "inputs": [{"name": "pixels", "shape": [2, 28, 28, 1], "datatype": "UINT8", "data": data}]}
     response = client.post("/v2/models/digits/versions/1/infer" if nested else "/v2/models/digits/infer", json=request)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -155,16 +156,19 @@ ERROR_CASES = {
     "415 none": ("/v1/predict", {"content": b"hello"}, 415, "Unsupported Content-Type. Received: None"),
     "415 v2 form": ("/v2/models/digits/infer", {"data": {"a": "b"}}, 415, "application/json"),
     "422 text as png": ("/v1/predict", {"content": b"hello", "headers": IMAGE}, 422, "Cannot decode image"),
-    "422 truncated png": ("/v1/predict", {"content": PNG[: len(PNG) // 2], "headers": IMAGE}, 422, "Cannot decode image"),
+    "422 truncated png": ("/v1/predict", {"content": PNG[: len(PNG) // 2], "headers": IMAGE}, 422,
+                          "Cannot decode image"),
     "422 empty body": ("/v1/predict", {"content": b"", "headers": IMAGE}, 422, "empty image (0 bytes)"),
-    "422 bomb": ("/v1/predict", {"content": png_header_bomb(), "headers": IMAGE}, 422, "Image is too large: 9000x9000 pixels"),
+    "422 bomb": ("/v1/predict", {"content": png_header_bomb(), "headers": IMAGE}, 422,
+                 "Image is too large: 9000x9000 pixels"),
     "422 bad file in multipart": ("/v1/predict", {"files": [("file", ("a.png", PNG, "image/png")),
                                                             ("file", ("b.png", b"junk", "image/png"))]},
                                   422, "b.png: Cannot decode image"),
     "422 no file field": ("/v1/predict", {"files": [("image", ("a.png", PNG, "image/png"))]}, 422,
                           "No image in field 'file'. Received fields: ['image']"),
     "422 top_k": ("/v1/predict?top_k=zero", {"content": PNG, "headers": IMAGE}, 422, "top_k='zero'"),
-    "422 v2 not json": ("/v2/models/digits/infer", {"content": b"{oops", "headers": {"content-type": "application/json"}},
+    "422 v2 not json": ("/v2/models/digits/infer",
+                        {"content": b"{oops", "headers": {"content-type": "application/json"}},
                         422, "JSON is not valid"),
     "422 v2 no inputs": ("/v2/models/digits/infer", {"json": {"data": [1]}}, 422, "exactly one tensor"),
     "422 v2 datatype": ("/v2/models/digits/infer", _v2(datatype="FP32"), 422, 'Received: datatype="FP32"'),

@@ -13,12 +13,13 @@ pytest.importorskip("starlette")
 
 with warnings.catch_warnings():  # Starlette 1.10 prefers httpx2; httpx 0.28.1 is the pinned, working client
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
-from cnnkit.errors import ConfigError  # noqa: E402
-from cnnkit.images import encode_png  # noqa: E402
-from cnnkit.server import ServerSettings, create_app  # noqa: E402
-from helpers import check_route, digits, tiny_predictor  # noqa: E402
+from cnnkit.errors import ConfigError
+from cnnkit.images import encode_png
+from cnnkit.server import ServerSettings, create_app
+
+from helpers import check_route, digits, tiny_predictor
 
 KEY = "s3cret-key-for-tests-0123456789"
 PNG = {"content": encode_png(digits(1)[0][..., 0]), "headers": {"content-type": "image/png"}}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("prometheus_client")
-from cnnkit.engines import Engine  # noqa: E402
-from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError  # noqa: E402
+from cnnkit.engines import Engine
+from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError
 
 SHAPE = (2, 2, 1)
 

@@ -17,6 +17,7 @@ from cnnkit.errors import ArtifactError, ConfigError  # noqa: E402
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
 from cnnkit.server.cli import _check_port_free, add_serve_arguments, build_server, serve, settings_from_args  # noqa: E402
+
 from helpers import fake_engine, tiny_predictor, wait_ready_http  # noqa: E402
 
 

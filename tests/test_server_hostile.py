@@ -22,6 +22,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from cnnkit.images import encode_png  # noqa: E402
+
 from helpers import LIMIT_MB, check_route, png_header_bomb, tiny_predictor  # noqa: E402
 from helpers import live_server as serve  # noqa: E402
 
@@ -85,7 +86,8 @@ def hostile_requests(seed: int = 0) -> list[tuple[str, dict]]:
             "headers": {"content-type": "application/json"}},
         "v2 huge shape": lambda: {"url": INFER, "json": {"inputs": [{
             "name": str(rng.choice(["pixels", "images"])), "datatype": str(rng.choice(["UINT8", "BYTES"])),
-            "shape": [int(rng.integers(10**9, 10**15)), *([28, 28, 1] if rng.random() < 0.5 else [])], "data": [0] * 784}]}},
+            "shape": [int(rng.integers(10**9, 10**15)), *([28, 28, 1] if rng.random() < 0.5 else [])],
+            "data": [0] * 784}]}},
         "v2 binary lies": lambda: _binary_lie(rng),
         "v2 bad outputs": lambda: {"url": INFER, "json": {"inputs": [{
             "name": "pixels", "shape": [1, 28, 28, 1], "datatype": "UINT8", "data": [0] * 784}],

@@ -19,6 +19,7 @@ pytest.importorskip("uvicorn")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from cnnkit.images import encode_png  # noqa: E402
+
 from helpers import CLASSES, digits, live_server, tiny_predictor  # noqa: E402
 
 MODEL = "digits"
@@ -54,7 +55,7 @@ def test_health_and_metadata(client, predictor):
     assert client.get_model_metadata(MODEL, "1") == meta
 
 
-def _pixels_input(x: np.ndarray, binary: bool) -> "httpclient.InferInput":
+def _pixels_input(x: np.ndarray, binary: bool) -> httpclient.InferInput:
     tensor = httpclient.InferInput("pixels", list(x.shape), "UINT8")
     return tensor.set_data_from_numpy(x, binary_data=binary)
 

@@ -22,7 +22,8 @@ mount -t tmpfs -o size=1m tmpfs "$DISK" || exit 90
   --out "$DISK/run" > "$LOGS/first.out" 2> "$LOGS/first.err"; echo $? > "$LOGS/first.rc"
 find "$DISK" -type f | sort > "$LOGS/files.txt"
 mount -o remount,size=64m "$DISK"
-"$PY" -m cnnkit.cli train --out "$DISK/run" --resume > "$LOGS/second.out" 2> "$LOGS/second.err"; echo $? > "$LOGS/second.rc"
+"$PY" -m cnnkit.cli train --out "$DISK/run" --resume > "$LOGS/second.out" 2> "$LOGS/second.err"; \
+echo $? > "$LOGS/second.rc"
 find "$DISK" -type f | sort > "$LOGS/after.txt"
 """
 

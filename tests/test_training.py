@@ -17,9 +17,9 @@ from cnnkit.cli import main
 from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import TMP_MARKER
 from cnnkit.models import build_model
-from cnnkit.training.run import train
 from cnnkit.training.config import TrainConfig
 from cnnkit.training.fit import split_dataset
+from cnnkit.training.run import train
 
 from helpers import MNIST_SUBSET
 
@@ -83,10 +83,10 @@ def test_finished_run_cannot_resume(trained_run):
 
 
 def test_resume_before_the_first_epoch_starts_over(tmp_path, capsys):
-    config = TrainConfig(preset="article-001", data=str(MNIST_SUBSET), epochs=1, train_limit=300, test_limit=100)
+    config = TrainConfig(recipe="article-001", data=str(MNIST_SUBSET), epochs=1, train_limit=300, test_limit=100)
     (tmp_path / "config.json").write_text(json.dumps({"train": config.to_dict()}))
-    result = train(TrainConfig(), tmp_path, resume=True, verbose=0)
-    assert "starting from epoch 1" in capsys.readouterr().out
+    result = train(TrainConfig(), tmp_path, resume=True, verbose=2)
+    assert "No completed epoch to resume from" in capsys.readouterr().out
     assert result.metrics["epochs"] == 1
 
 
@@ -165,7 +165,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, capsys):
 def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path):
     from cnnkit.artifact import load_model
 
-    config = TrainConfig(preset="fast", data=str(MNIST_SUBSET), epochs=3, precision="mixed_bfloat16")
+    config = TrainConfig(recipe="fast", data=str(MNIST_SUBSET), epochs=3, precision="mixed_bfloat16")
     result = train(config, tmp_path / "run", verbose=0)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["precision"] == "mixed_bfloat16"
@@ -192,30 +192,30 @@ def test_auto_precision_uses_bfloat16_only_where_it_is_fast(monkeypatch):
         models.resolve_precision("fp8", mixed)
 
 
-def test_read_config_brings_back_what_the_run_was_trained_with(tmp_path):
+def test_from_run_brings_back_what_the_run_was_trained_with(tmp_path):
     import dataclasses
 
     from cnnkit.presets import PRESETS, get_preset
-    from cnnkit.artifact import read_config
 
-    # A tuned preset (cnnkit tune) is not in a fresh process's registry: it comes from config.json.
+    # A tuned recipe (cnnkit tune) is not in the registry: it comes back from config.json as data, and the
+    # registry is left as it was.
+    registry = dict(PRESETS)
     tuned = dataclasses.replace(get_preset("fast"), name="fast-tuned-test", batch_size=64)
     run = tmp_path / "tuned"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"train": {"preset": tuned.name, "data": "mnist"},
+    (run / "config.json").write_text(json.dumps({"train": {"recipe": tuned.name, "data": "mnist"},
                                                  "preset": tuned.to_dict()}))
-    try:
-        assert read_config(run).preset == tuned.name
-        assert PRESETS[tuned.name] == tuned
-    finally:
-        PRESETS.pop(tuned.name, None)
-    # A photo run recorded before image_size was: decoded at the size the model was trained on.
+    config = TrainConfig.from_run(run)
+    assert config.recipe == tuned and config.resolve().batch_size == 64
+    assert PRESETS == registry
+    # A photo run recorded before image_size was (and before the word was "recipe"): decoded at the size the
+    # model was trained on.
     old = tmp_path / "old"
     old.mkdir()
     photo96 = dataclasses.replace(get_preset("photo"), input_shape=(96, 96, 3))
     (old / "config.json").write_text(json.dumps({"train": {"preset": "photo", "data": str(tmp_path)},
                                                  "preset": photo96.to_dict()}))
-    assert read_config(old).image_size == 96
+    assert TrainConfig.from_run(old).image_size == 96 and TrainConfig.from_run(old).recipe_name == "photo"
     # New folder runs record it.
     assert TrainConfig(data=str(tmp_path)).resolve().image_size == get_preset("photo").input_shape[0]
 
@@ -265,3 +265,18 @@ def test_max_minutes_stops_at_an_epoch_boundary(tmp_path, capsys):
     assert "Time budget of 0.001 min reached after epoch 1; stopping." in capsys.readouterr().out
     metrics = json.loads((tmp_path / "budget" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and "test_accuracy" in metrics  # a finished run, evaluated
+
+
+def test_verbose_governs_every_line_a_library_run_would_print(tmp_path, capfd):
+    """verbose=0 prints nothing at all (cnnkit's lines go through logging, Keras' bar through fit); a verbose run
+    prints the same lines the command line does, with no handler configured by the caller."""
+    from photo_factory import write_clean
+
+    write_clean(tmp_path / "photos", per_class=8)  # 40x30: recipe auto picks small, and plans the budget
+    config = TrainConfig(data=str(tmp_path / "photos"), budget=0.2, seed=0)
+    train(config, tmp_path / "quiet", verbose=0)
+    assert capfd.readouterr() == ("", "")
+    train(config, tmp_path / "spoken", verbose=2)
+    out, _ = capfd.readouterr()
+    for line in ("Recipe auto: ", "Budget 0.2 min: ", "Data: ", "Class weights: "):
+        assert line in out, (line, out[-2000:])

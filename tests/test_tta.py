@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from cnnkit.artifact import ModelMetadata, load_model, save_model
-from cnnkit.training.config import TrainConfig
+from cnnkit.engines import with_tta
 from cnnkit.errors import ConfigError
 from cnnkit.predictor import Predictor
-from cnnkit.presets import PRESETS, get_preset, register
+from cnnkit.presets import get_preset
+from cnnkit.training.config import TrainConfig
 from cnnkit.training.run import train
-from cnnkit.engines import with_tta
 from cnnkit.tta import check_spec, num_views, views
+
 from helpers import MNIST_SUBSET, fake_engine
 
 pytestmark = pytest.mark.backends  # also run on JAX: the server's padded call is another code path
@@ -117,12 +118,8 @@ def test_predictor_and_server_call_average_the_same_views(tmp_path):
 
 def test_a_recipe_with_tta_trains_saves_and_reports_both_numbers(tmp_path):
     preset = dataclasses.replace(get_preset("fast"), name="fast-tta-test", tta={"shift": 1})
-    register(preset)
-    try:
-        result = train(TrainConfig(preset=preset.name, data=str(MNIST_SUBSET), epochs=1, seed=0, train_limit=1000,
-                                   test_limit=200), tmp_path / "run", verbose=0)
-    finally:
-        PRESETS.pop(preset.name, None)
+    result = train(TrainConfig(recipe=preset, data=str(MNIST_SUBSET), epochs=1, seed=0, train_limit=1000,
+                               test_limit=200), tmp_path / "run", verbose=0)
     metrics = result.metrics
     assert metrics["tta"] == {"shift": 1}
     assert 0.0 < metrics["test_accuracy_single_view"] <= 1.0

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from cnnkit.cli import main
-from cnnkit.training.config import TrainConfig
 from cnnkit.errors import ConfigError
 from cnnkit.presets import get_preset
+from cnnkit.training.config import TrainConfig
 
 from helpers import MNIST_SUBSET
 
@@ -106,10 +106,10 @@ def test_workers_of_one_study_must_share_its_settings(tmp_path):
     from cnnkit.training.tune import open_study
 
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
-    open_study("s", storage, TrainConfig(preset="fast", data="a.npz", epochs=2))
-    open_study("s", storage, TrainConfig(preset="fast", data="a.npz", epochs=2))  # a second worker joins
+    open_study("s", storage, TrainConfig(recipe="fast", data="a.npz", epochs=2))
+    open_study("s", storage, TrainConfig(recipe="fast", data="a.npz", epochs=2))  # a second worker joins
     with pytest.raises(ConfigError, match=r"Study 's' was created for other settings .* Received: epochs=3\."):
-        open_study("s", storage, TrainConfig(preset="fast", data="a.npz", epochs=3))
+        open_study("s", storage, TrainConfig(recipe="fast", data="a.npz", epochs=3))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -127,5 +127,6 @@ def test_tune_without_optuna_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now fails, as when it is not installed
     assert main(["tune", str(MNIST_SUBSET), "--study", "s", "--storage", "sqlite:///t.db"]) == 2
     err = capsys.readouterr().err
-    assert "Error: Hyperparameter search (cnnkit tune) needs the optional package 'optuna', which is not installed" in err
+    assert ("Error: Hyperparameter search (cnnkit tune) needs the optional package 'optuna', "
+            "which is not installed") in err
     assert "Hint: Install it with: pip install 'cnnkit[tune]'" in err

@@ -5,42 +5,45 @@ The public API mirrors the command line::
     import cnnkit
     data = cnnkit.load_dataset("mnist")                 # uint8 pixels + class names
     model = cnnkit.build_model("article-004")           # preprocessing inside the model
-    result = cnnkit.train(cnnkit.TrainConfig(preset="fast"), "runs/demo")
+    result = cnnkit.train(cnnkit.TrainConfig(recipe="fast"), "runs/demo")
     predictor = cnnkit.load("runs/demo")                # a run folder, .keras file, or model.json
     predictor.predict(data.x_test[:5])
 
-Attributes are imported on first use, so ``import cnnkit`` (and ``cnnkit --help``)
+Attributes are imported on first use (:mod:`cnnkit._lazy`), so ``import cnnkit`` (and ``cnnkit --help``)
 stays fast until Keras is actually needed.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from cnnkit._lazy import attach
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_dataset": ("cnnkit.datasets", "load"),
-    "build_model": ("cnnkit.models", "build_model"),
-    "TrainConfig": ("cnnkit.training.config", "TrainConfig"),
-    "train": ("cnnkit.training.run", "train"),
-    "evaluate": ("cnnkit.training.run", "evaluate"),
-    "load": ("cnnkit.loading", "load"),
-    "Predictor": ("cnnkit.predictor", "Predictor"),
-    "export": ("cnnkit.exporting", "export_model"),
-    "get_preset": ("cnnkit.presets", "get_preset"),
-    "PRESETS": ("cnnkit.presets", "PRESETS"),
-    "decode_image": ("cnnkit.images", "decode_image"),
-}
+if TYPE_CHECKING:
+    from cnnkit.datasets import load as load_dataset  # noqa: F401 - re-exported under the API's name
+    from cnnkit.exporting import export_model as export  # noqa: F401 - re-exported under the API's name
+    from cnnkit.images import decode_image as decode_image
+    from cnnkit.loading import load as load
+    from cnnkit.models.build import build_model as build_model
+    from cnnkit.predictor import Predictor as Predictor
+    from cnnkit.presets import PRESETS as PRESETS
+    from cnnkit.presets import get_preset as get_preset
+    from cnnkit.training.config import TrainConfig as TrainConfig
+    from cnnkit.training.run import evaluate as evaluate
+    from cnnkit.training.run import train as train
 
-__all__ = sorted(_LAZY) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "load_dataset": "cnnkit.datasets:load",
+    "build_model": "cnnkit.models.build",
+    "TrainConfig": "cnnkit.training.config",
+    "train": "cnnkit.training.run",
+    "evaluate": "cnnkit.training.run",
+    "load": "cnnkit.loading",
+    "Predictor": "cnnkit.predictor",
+    "export": "cnnkit.exporting:export_model",
+    "get_preset": "cnnkit.presets",
+    "PRESETS": "cnnkit.presets",
+    "decode_image": "cnnkit.images",
+}, eager=("__version__",))

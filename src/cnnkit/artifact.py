@@ -7,29 +7,25 @@ layers, so it takes raw ``uint8`` pixels, and it loads with plain
 ``keras.saving.load_model`` too (Keras ignores the extra member).
 
 Every write is atomic (temporary file + rename): a killed process never leaves
-a half-written model behind.
+a half-written model behind. Nothing here imports Keras until a model is loaded, and nothing comes
+from training: what serves a model (engines, predictor, server) reads run folders through this module.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from cnnkit._backend import keras
-from cnnkit.datasets import Dataset
 from cnnkit.errors import ArtifactError
 from cnnkit.fileio import atomic_path
-from cnnkit.presets import PRESETS, Preset, get_preset, register
-from cnnkit.training.config import TrainConfig
 from cnnkit.tta import check_spec
+
+if TYPE_CHECKING:
+    from cnnkit._backend import keras
 
 # Run-folder layout: one name per file, used everywhere.
 MODEL = "model.keras"
@@ -67,7 +63,7 @@ class ModelMetadata:
     input_shape: list[int]
     color_mode: str
     resize: str = "stretch"
-    preset: str = ""
+    recipe: str = ""
     dataset: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     # Test-time augmentation the predictor applies ({} = none; see cnnkit.tta).
@@ -75,18 +71,19 @@ class ModelMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "class_names": list(self.class_names), "input_shape": list(self.input_shape),
-                "color_mode": self.color_mode, "resize": self.resize, "preset": self.preset,
+                "color_mode": self.color_mode, "resize": self.resize, "recipe": self.recipe,
                 "dataset": self.dataset, "extra": self.extra, "tta": dict(self.tta)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> "ModelMetadata":
+    def from_dict(cls, data: dict[str, Any], where: str) -> ModelMetadata:
         missing = [k for k in ("class_names", "input_shape", "color_mode") if k not in data]
         if missing:
             raise ArtifactError(f"Model metadata in {where} lacks {missing}. Received keys: {sorted(data)}.",
                                 "Re-save the model with cnnkit (cnnkit export / cnnkit train).")
         return cls(class_names=[str(c) for c in data["class_names"]], input_shape=[int(v) for v in data["input_shape"]],
                    color_mode=str(data["color_mode"]), resize=str(data.get("resize", "stretch")),
-                   preset=str(data.get("preset", "")), dataset=str(data.get("dataset", "")),
+                   recipe=str(data.get("recipe", data.get("preset", ""))),  # "preset": before layout II
+                   dataset=str(data.get("dataset", "")),
                    extra=dict(data.get("extra", {})), tta=check_spec(data.get("tta"), f"tta of {where}"))
 
 
@@ -134,7 +131,8 @@ def _read_member(path: Path, member: str) -> dict[str, Any] | None:
                             "The file may be truncated; retrain or copy it again.") from exc
 
 
-def load_model(path: str | Path, *, compile: bool = False) -> tuple[keras.Model, ModelMetadata]:
+def load_model(path: str | os.PathLike[str], *,
+               compile: bool = False) -> tuple[keras.Model, ModelMetadata]:  # noqa: A002 - Keras' own name
     """Load a cnnkit model file (or run folder) safely; return the model and its metadata.
 
     Raises:
@@ -148,8 +146,11 @@ def load_model(path: str | Path, *, compile: bool = False) -> tuple[keras.Model,
     meta = _read_member(path, METADATA_MEMBER)
     if meta is None:
         raise ArtifactError(f"{path} carries no cnnkit metadata (class names, input shape, colour mode).",
-                            "Train it with cnnkit, or import an architecture+weights pair with cnnkit.load(json, weights).")
+                            "Train it with cnnkit, or import an architecture+weights pair with "
+                            "cnnkit.load(json, weights).")
     metadata = ModelMetadata.from_dict(meta, str(path))
+    from cnnkit._backend import keras  # only now: reading names and metadata needs no Keras
+
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # a damaged archive; anything else is a bug
@@ -157,7 +158,7 @@ def load_model(path: str | Path, *, compile: bool = False) -> tuple[keras.Model,
     return model, metadata
 
 
-def resolve_model_path(path: str | Path) -> Path:
+def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     """Accept a run folder or a ``.keras`` file; return the model file, or raise ArtifactError."""
     path = Path(path)
     if path.is_dir():
@@ -209,43 +210,3 @@ def read_json(path: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}.") from exc
-
-
-def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> ModelMetadata:
-    """The metadata a model trained on ``dataset`` carries."""
-    # Arrays (MNIST, .npz) come at their input size; a folder's photos at the sizes its profile measured.
-    profile = dataset.profile
-    size = list(profile.median_size) if profile is not None else None if config.is_folder else dataset.input_shape[:2]
-    native = {"native_size": [int(v) for v in size]} if size else {}
-    return ModelMetadata(
-        class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
-        color_mode=dataset.color_mode, resize=dataset.resize, preset=config.preset, dataset=config.data,
-        extra={**native, **({"training": state} if state else {})}, tta=dict(get_preset(config.preset).tta),
-    )
-
-
-def read_config(run_dir: Path) -> TrainConfig:
-    """The resolved config saved in a run folder."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise ArtifactError(f"No {CONFIG} in {run_dir}: not a cnnkit run folder.",
-                            "Pass the folder that `cnnkit train --out` wrote.")
-    saved = json.loads(path.read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in fields})
-    recorded = saved.get("preset")
-    if recorded and config.preset not in PRESETS:  # a tuned preset (cnnkit tune): bring it back
-        register(Preset.from_dict(recorded))
-    if recorded and config.is_folder and config.image_size is None:
-        # Runs made before the size was recorded: decode at the size the model was trained on,
-        # not at whatever the preset says today.
-        config = dataclasses.replace(config, image_size=int(recorded["input_shape"][0]))
-    return config
-
-
-def environment() -> dict[str, Any]:
-    """Versions and machine facts recorded with every run."""
-    return {
-        "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
-        "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
-    }

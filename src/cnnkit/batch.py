@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.datasets.folder import IMAGE_SUFFIXES
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.fileio import write_text
+from cnnkit.images import IMAGE_SUFFIXES
 from cnnkit.predictor import Prediction, Predictor
 
 CSV_FIELDS = ["path", "label", "probability", "top_k", "error"]

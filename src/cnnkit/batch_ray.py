@@ -64,7 +64,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # Ray reads this when it is first imported, and its own processes inherit it at start-up.
         os.environ[LOOPBACK_ENV] = "0"
     import ray
-    import ray.data  # noqa: F401
+    import ray.data
 
     if ray.is_initialized():  # the caller owns it (tests, notebooks)
         yield ray

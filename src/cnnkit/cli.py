@@ -8,12 +8,15 @@ exit non-zero without a traceback; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cnnkit.cli_options import build_parser, parse_args, speak_cli  # light: no Keras until a command runs
+from cnnkit.progress import TRAINING, ConsoleHandler
+from cnnkit.training.config import TrainConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -23,12 +26,8 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     return func
 
 
-def _config(args: argparse.Namespace, data: str):
+def _config(args: argparse.Namespace, data: str) -> TrainConfig:
     """The TrainConfig from the parsed options: every option is named after its config field."""
-    import dataclasses
-
-    from cnnkit.training.config import TrainConfig
-
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
     return TrainConfig(data=data, **{name: getattr(args, name) for name in names if hasattr(args, name)})
 
@@ -54,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe on a dataset; write the run folder (model, metrics, plots)."""
     from cnnkit.training.run import train
 
-    out = args.out or Path("runs") / f"{args.preset or 'default'}-{Path(args.data).name or 'data'}"
+    out = args.out or Path("runs") / f"{args.recipe or 'default'}-{Path(args.data).name or 'data'}"
     if args.resume and args.out is None:
         from cnnkit.errors import ConfigError
         raise ConfigError("--resume needs the run folder to continue.", "Pass --out RUN_FOLDER.")
@@ -68,9 +67,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from cnnkit.presets import get_preset
     from cnnkit.training.run import train
 
-    preset = get_preset(args.preset)
+    preset = get_preset(args.recipe)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
-    result = train(_config(args, args.data or preset.dataset), out, overwrite=args.overwrite)
+    result = train(dataclasses.replace(_config(args, args.data or preset.dataset), recipe=preset), out,
+                   overwrite=args.overwrite)
     _print_metrics(result)
     ours = (f"cnnkit test accuracy {result.metrics['test_accuracy']:.2%} on the held-out test set "
             f"after {_count(result.metrics['epochs'], 'epoch')} "
@@ -192,7 +192,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 @command
 def cmd_backbones(args: argparse.Namespace) -> int:
-    """List the pretrained backbones: parameters, input size, cost, ImageNet top-1, and whether their weights are here."""
+    """List the pretrained backbones: parameters, input size, cost, ImageNet top-1, and whether their weights are
+    here."""
     import json
 
     from cnnkit.models.weights import list_backbones
@@ -264,22 +265,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnkit`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -287,9 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["summary", "list"]
     parser = build_parser({name: (func.__doc__ or "").strip() for name, func in COMMANDS.items()})
     args = parse_args(parser, argv)
-    logger = logging.getLogger("cnnkit")  # cnnkit's own progress notes (data sources, caches) on stderr
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    # cnnkit's own notes (data sources, caches) on stderr; training's progress lines (cnnkit.progress) on stdout.
+    # Both still reach the root logger's handlers (a caller's, pytest's).
+    logger, training = logging.getLogger("cnnkit"), logging.getLogger(TRAINING)
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        notes = ConsoleHandler("stderr")
+        notes.addFilter(lambda record: not record.name.startswith(TRAINING))  # training's have their own
+        logger.addHandler(notes)
+        training.addHandler(ConsoleHandler("stdout"))
     logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
     from cnnkit.errors import CnnkitError
 

@@ -1,27 +1,34 @@
 """The ``cnnkit`` command's options: one argparse sub-parser per command.
 
-Options that configure training are named after the fields of
-:class:`cnnkit.training.config.TrainConfig`, so :mod:`cnnkit.cli` turns them into a config
-by name. Nothing here imports Keras.
+Options that configure training are made from the fields of :class:`cnnkit.training.config.TrainConfig`
+(flag, help and default live there: :func:`add_field_options`), so :mod:`cnnkit.cli` turns them into a
+config by name. Nothing here imports Keras.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import re
 from pathlib import Path
 from typing import NoReturn
 
 from cnnkit import __version__
-from cnnkit.training.config import SCHEDULES
 from cnnkit.errors import CnnkitError
+from cnnkit.options import add_field_options, spec_of
+from cnnkit.training.config import TrainConfig
+
+# TrainConfig's options, in the order `cnnkit train --help` lists them.
+_TRAIN_OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if spec_of(f)]
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with cnnkit's error format: ``Error: …`` and ``Hint: …`` on stderr, exit status 2."""
 
-    def error(self, message: str, hint: str | None = None) -> NoReturn:  # type: ignore[override]
+    commands: dict[str, Parser]  # the top level's: each command's parser, for error hints
+
+    def error(self, message: str, hint: str | None = None) -> NoReturn:
         if hint is None:
             wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
             close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1) if wrong else []
@@ -71,67 +78,19 @@ def parse_args(parser: Parser, argv: list[str]) -> argparse.Namespace:
 
 
 def add_train_options(p: argparse.ArgumentParser, *, recipe_option: bool = True) -> None:
-    """The options of ``train``, ``reproduce``: one per :class:`cnnkit.training.config.TrainConfig` field."""
-    if recipe_option:
-        p.add_argument("--recipe", "--preset", dest="preset",
-                       help="preset name (see `cnnkit summary --list`), or auto; default: fast for MNIST, auto "
-                            "(chosen from the data) for folders, manifests and .npz arrays")
-    p.add_argument("--from", dest="data_source", metavar="PATH",
-                   help="use MNIST files you already have (IDX files or mnist.npz)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", dest="learning_rate", type=float, help="peak learning rate")
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val_loss gain")
-    p.add_argument("--max-minutes", type=float, help="time budget: stop at the last epoch that fits")
-    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N batches per epoch")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-limit", type=int, metavar="N", help="train on a stratified subset of N images")
-    p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on a stratified subset of N images")
-    p.add_argument("--image-size", type=int, metavar="PIXELS", help="image folders: decode size (default: the recipe's)")
-    p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch", help="image folders: resize policy")
-    p.add_argument("--label-regex", help="image folders: class = group 1 of this regex on the file name")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="image folders: share held out for test")
-    p.add_argument("--train-per-class", type=int, metavar="N", help="image folders: N training images per class")
-    p.add_argument("--color-mode", choices=["grayscale", "rgb"],
-                   help="image folders: colour mode to train in (default: the recipe's; auto: the folder's)")
-    p.add_argument("--near-duplicates", choices=["group", "drop", "off"], default="group",
-                   help="image folders: look-alike images (resized, re-encoded, rotated, cropped copies) are kept in "
-                        "one split (group, default), once (drop), or not looked for (off)")
-    p.add_argument("--budget", type=float, metavar="MINUTES",
-                   help="plan the epochs to fill this much training time (measured on the first steps); "
-                        "recipe auto plans 15 minutes unless --epochs is given")
-    p.add_argument("--class-weight", default="auto", metavar="auto|none|balanced|NAME=W,...",
-                   help="weigh each class's loss: balanced (n / (classes x n_class)), your own weights, none, or "
-                        "auto (default: balanced when the largest class has 3x the images of the smallest)")
-    p.add_argument("--backbone", metavar="NAME",
-                   help="a pretrained network under the head (see `cnnkit backbones`); recipe transfer, at the "
-                        "backbone's input size unless --image-size")
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                   help="the backbone's weights: imagenet (default; Keras' fetch into $KERAS_HOME/models, hash "
-                        "checked), none (random), or a weights file")
-    p.add_argument("--fine-tune", type=int, metavar="EPOCHS",
-                   help="after the head: train the backbone's top blocks for EPOCHS more epochs (default 0)")
-    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
-                   help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 "
-                        "in hardware); the saved model computes in float32")
-    p.add_argument("--distribute", choices=["data-parallel"],
-                   help="train on every device (JAX backend); --batch-size is the global batch")
-    p.add_argument("--coordinator", metavar="HOST:PORT", help="data-parallel over processes: process 0's address")
-    p.add_argument("--num-processes", type=int, metavar="N", help="data-parallel: processes in the run")
-    p.add_argument("--process-id", type=int, metavar="I", help="data-parallel: this process, 0 … N-1 (0 writes)")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
+    """The options of ``train`` and ``reproduce``: one per :class:`~cnnkit.training.config.TrainConfig` option."""
+    add_field_options(p, TrainConfig, [name for name in _TRAIN_OPTIONS if recipe_option or name != "recipe"])
+    p.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<data>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
 
-def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
+def build_parser(help_of: dict[str, str]) -> Parser:
     """The ``cnnkit`` parser; ``help_of`` maps each command to its one-line help."""
     parser = Parser(prog="cnnkit", description="Train, evaluate, explain and deploy image CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     # --debug is accepted after the command too; SUPPRESS keeps the top level's value when it is absent.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parser.commands = sub.choices  # name -> its parser, for error hints
@@ -145,22 +104,21 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
 
     p = sub.add_parser("reproduce", help=help_of["reproduce"], description=help_of["reproduce"])
-    p.add_argument("preset", metavar="PRESET", help="article-000 … article-004")
+    p.add_argument("recipe", metavar="RECIPE", help="article-000 … article-004")
     p.add_argument("--data", help="dataset instead of the article's own (e.g. an .npz subset for a quick check)")
     add_train_options(p, recipe_option=False)
 
     p = sub.add_parser("tune", help=help_of["tune"], description=help_of["tune"])
     p.add_argument("data", nargs="?", default="mnist", help="as for `cnnkit train`")
-    p.add_argument("--recipe", "--preset", dest="preset", help="the preset to search around (default as for train)")
+    add_field_options(p, TrainConfig, ["recipe"], help={"recipe": "the recipe to search around (default as for train)"})
     p.add_argument("--trials", type=int, default=20,
                    help="trials the study should hold, all workers together (default 20)")
     p.add_argument("--study", required=True, help="study name, the same for every worker")
     p.add_argument("--storage", required=True, metavar="URL",
                    help="database the workers share: sqlite:///tune.db (one machine) or postgresql://… (several)")
-    p.add_argument("--from", dest="data_source", metavar="PATH")
-    for option in ("--epochs", "--steps-per-epoch", "--train-limit", "--test-limit", "--seed"):
-        p.add_argument(option, type=int, metavar="N", default=0 if option == "--seed" else None)
-    p.add_argument("--val-fraction", type=float, default=0.1, help="the split every trial is scored on")
+    add_field_options(p, TrainConfig, ["data_source", "epochs", "steps_per_epoch", "train_limit", "test_limit", "seed",
+                                       "val_fraction"],
+                      help={"val_fraction": "the split every trial is scored on (default %(default)s)"})
     p.add_argument("--out", type=Path, help="run folder for the best trial (default runs/tune-STUDY)")
     p.add_argument("--overwrite", action="store_true", help="rebuild --out from the study's best trial")
 
@@ -172,7 +130,8 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files and folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--no-tta", action="store_true",
-                   help="one view per image, even where the model's recipe averages shifted copies (test-time augmentation)")
+                   help="one view per image, even where the model's recipe averages shifted copies "
+                        "(test-time augmentation)")
     p.add_argument("--out", type=Path, help="write a CSV (path,label,probability,top_k,error) instead of printing")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="ray: spread the files over Ray actors (pip install 'cnnkit[ray]'); same rows")
@@ -181,21 +140,20 @@ def build_parser(help_of: dict[str, str]) -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help=help_of["show"])
     p.add_argument("data", nargs="?", default="mnist")
-    p.add_argument("--from", dest="data_source", metavar="PATH")
+    add_field_options(p, TrainConfig, ["data_source"])
     p.add_argument("--out", type=Path, help="PNG file for the sample grid (default runs/samples-<data>.png)")
     p.add_argument("--count", type=int, default=9, help="number of samples in the grid")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="also write the samples as PNG files")
 
-    for p in (p, sub.add_parser("verify", help=help_of["verify"])):
-        if p.prog.endswith("verify"):
-            p.add_argument("data", help="a folder of images or a .csv manifest")
-        p.add_argument("--image-size", type=int, metavar="PIXELS",
-                       help="decode size (default: what `cnnkit train` uses, the photo recipe's)")
-        p.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
-        p.add_argument("--label-regex", help="class = group 1 of this regex on the file name")
-        p.add_argument("--near-duplicates", choices=["group", "drop", "off"], default="group",
-                       help="look for look-alike images (default) or not (off)")
+    show, verify = p, sub.add_parser("verify", help=help_of["verify"])
+    verify.add_argument("data", help="a folder of images or a .csv manifest")
+    for p in (show, verify):  # both decode a folder as train would
+        add_field_options(p, TrainConfig, ["image_size", "resize", "label_regex", "near_duplicates"], help={
+            "image_size": "decode size (default: what `cnnkit train` uses, the photo recipe's)",
+            "resize": "resize policy (default %(default)s)",
+            "label_regex": "class = group 1 of this regex on the file name",
+            "near_duplicates": "look for look-alike images (default) or not (off)"})
 
     p = sub.add_parser("backbones", help=help_of["backbones"], description=help_of["backbones"])
     p.add_argument("--json", action="store_true", help="one JSON object per backbone instead of a table")

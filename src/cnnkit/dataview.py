@@ -12,9 +12,9 @@ from cnnkit.errors import ConfigError
 from cnnkit.fileio import write_bytes
 from cnnkit.images import encode_png
 from cnnkit.plots import plot_image_grid
-from cnnkit.presets import PRESETS, get_preset
+from cnnkit.presets import PRESETS, Preset, as_preset
 
-PHOTO_SIZE = get_preset("photo").input_shape[:2]  # what `cnnkit train` decodes a folder at by default
+PHOTO_SIZE = PRESETS["photo"].input_shape[:2]  # what `cnnkit train` decodes a folder at by default
 
 
 def classes_in_turn(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -74,22 +74,22 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     return "\n".join(lines)
 
 
-def summarize(target: str) -> str:
-    """Keras' ``model.summary()`` for a preset name or a run folder, with the preset's description.
+def summarize(target: str | Preset) -> str:
+    """Keras' ``model.summary()`` for a recipe (or its name) or a run folder, with the recipe's description.
 
-    ``"list"`` lists every preset with its parameter count and description.
+    ``"list"`` lists every built-in recipe with its parameter count and description.
     """
     if target == "list":
         return "\n".join(f"{p.name:<12} {p.params:>10,} params  {p.description}" for p in PRESETS.values())
     from cnnkit.models import build_model
 
-    if Path(target).exists():
+    if isinstance(target, str) and Path(target).exists():
         from cnnkit.artifact import load_model
 
         model, meta = load_model(target)
         header = f"Model from {target}: classes {meta.class_names}, input {meta.input_shape} ({meta.color_mode})"
     else:
-        preset = get_preset(target)
+        preset = as_preset(target)
         model = build_model(preset)
         header = f"{preset.name}: {preset.description}"
     lines: list[str] = []

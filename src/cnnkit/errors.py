@@ -86,4 +86,5 @@ def require(extra: str, *modules: str, purpose: str) -> None:
             missing.append(module)
     if missing:
         raise ConfigError(f"{purpose} needs the optional package {missing[0]!r}, which is not installed. "
-                          f"Received: no module named {missing[0]!r}.", f"Install it with: pip install 'cnnkit[{extra}]'")
+                          f"Received: no module named {missing[0]!r}.",
+                          f"Install it with: pip install 'cnnkit[{extra}]'")

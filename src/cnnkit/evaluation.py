@@ -197,7 +197,7 @@ def pick_prediction_examples(
 
 
 def prediction_titles(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], idx: Sequence[int]
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], idx: Sequence[int] | np.ndarray
 ) -> tuple[list[str], list[str]]:
     """Return titles ``"Prediction: 7 – Actual: 3"`` and colours ("black" right, "red" wrong).
 

@@ -14,6 +14,7 @@ batch norm on its moving statistics, so every export answers as Keras' ``predict
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -146,7 +147,8 @@ def export_json_h5(model: keras.Model, metadata: ModelMetadata, out_dir: str | P
     return [json_path, weights_path]
 
 
-def import_json_h5(json_path: str | Path, weights_path: str | Path | None = None) -> tuple[keras.Model, ModelMetadata]:
+def import_json_h5(json_path: str | os.PathLike[str],
+                   weights_path: str | os.PathLike[str] | None = None) -> tuple[keras.Model, ModelMetadata]:
     """Rebuild a model from an architecture JSON and its weights file (safely).
 
     ``weights_path`` defaults to ``model.weights.h5`` beside the JSON file.

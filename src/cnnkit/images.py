@@ -25,6 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cnnkit.errors import ConfigError, DataError
 
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
+# The file suffixes cnnkit reads as images: folders, manifests and `cnnkit predict FOLDER` alike.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 RESIZE_METHODS = ("stretch", "crop", "pad")
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 MAX_PIXELS = 64_000_000  # ~ an 8000 x 8000 photo; larger is refused (decompression-bomb guard)

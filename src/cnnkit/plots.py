@@ -188,8 +188,9 @@ def plot_confusion_matrix(
     if k <= MAX_ANNOTATED_CLASSES:
         # White text on the dark half of the colour map, black on the light half.
         cell_size = max(5.0, min(11.0, 160.0 / k))
+        shade = np.asarray(image.norm(values))  # each cell's place on the colour map, 0 to 1
         for (row, col), value in np.ndenumerate(values):
-            dark = image.norm(value) > 0.5
+            dark = shade[row, col] > 0.5
             ax.text(col, row, fmt.format(value), ha="center", va="center",
                     fontsize=cell_size, color="white" if dark else "black")
     return save_figure(fig, path)

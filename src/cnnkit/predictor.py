@@ -9,24 +9,34 @@ checks the input shape against the model's metadata, decodes files with the one 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from cnnkit._backend import keras
 from cnnkit.artifact import ModelMetadata, load_model
-from cnnkit.datasets.lazy import LazyImages
 from cnnkit.engines import Engine, build_engine
 from cnnkit.errors import DataError
 from cnnkit.images import ImageInfo, ImageSource, decode_with_info
-
 
 # An image whose longer side is this many times larger or smaller than the training images' is far from
 # them: a 360-pixel photo given to a 28-pixel digit model, say. Resizing within the factor is ordinary
 # (a digit drawn on a 280-pixel canvas passes).
 SIZE_FACTOR = 10
+
+
+class OnDisk(Protocol):
+    """Images left on disk (:class:`cnnkit.datasets.lazy.LazyImages`): a shape, and rows read on demand."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __len__(self) -> int: ...
+
+    def take(self, positions: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -60,7 +70,7 @@ class Predictor:
         self.engine = engine or build_engine(model, tta=self.tta)
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256, tta: bool = True) -> "Predictor":
+    def from_artifact(cls, path: str | os.PathLike[str], batch_size: int = 256, tta: bool = True) -> Predictor:
         """Load a run folder or ``.keras`` file."""
         model, metadata = load_model(path)
         return cls(model, metadata, batch_size=batch_size, tta=tta)
@@ -86,9 +96,9 @@ class Predictor:
             )
         return array
 
-    def predict_proba(self, images: np.ndarray | LazyImages) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray | OnDisk) -> np.ndarray:
         """Class probabilities ``(N, num_classes)`` for raw ``uint8`` pixels (in memory or on disk)."""
-        if isinstance(images, LazyImages):  # read one batch at a time
+        if not isinstance(images, np.ndarray):  # read one batch at a time
             self.check_pixels(np.empty((0, *images.shape[1:]), dtype=images.dtype))  # shape check, no read
             batches = (images.take(np.arange(s, min(s + self.batch_size, len(images))))
                        for s in range(0, len(images), self.batch_size))

@@ -29,8 +29,8 @@ import numpy as np
 
 from cnnkit.datasets.manifest import read_manifest
 from cnnkit.errors import ConfigError, DataError
+from cnnkit.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # Leading letters/underscores before the digits: rain12.jpg -> rain, ankle_boot3.png -> ankle_boot.
 DEFAULT_LABEL_REGEX = r"^([A-Za-z_]+?)_?\d"
 SPLIT_NAMES = ("train", "val", "test")

@@ -26,7 +26,7 @@ class Engine(abc.ABC):
     """
 
     name: str = "engine"
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
 
     @abc.abstractmethod
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ def choose_engine(model: Any, kind: str = "auto", batch_sizes: Sequence[int] = (
             built[name] = make(model)
         except CnnkitError as exc:  # not possible here (backend, extra): the others still compete
             left_out[name] = str(exc).split(". ")[0]
-        except Exception as exc:  # a model the converter cannot take: served, by another engine
+        except Exception as exc:  # noqa: BLE001 - a model the converter cannot take: served by another engine
             left_out[name] = f"{type(exc).__name__}: {str(exc)[:120]}"
     measured = {name: _time(engine, batch_sizes) for name, engine in built.items()}
     best = min(measured, key=lambda name: sum(measured[name].values()))

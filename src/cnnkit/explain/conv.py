@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import numpy as np
 from numpy.typing import ArrayLike

@@ -8,8 +8,9 @@ chains them, adds receptive field and memory, and checks each step against Keras
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cnnkit.errors import ConfigError
 
@@ -53,7 +54,7 @@ def _window(layer: Any, shape: tuple[int, ...], kernel: tuple[int, int], strides
     """The shared geometry of every sliding window: convolutions and pooling."""
     if layer.padding not in ("valid", "same"):
         unsupported(layer, "padding", layer.padding, "'valid' or 'same'")
-    k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    k_eff = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
     axes = [_window_axis(shape[i], k_eff[i], strides[i], layer.padding) for i in range(2)]
     size = axes[0][2] if axes[0][2] == axes[1][2] else f"{axes[0][2]}; {axes[1][2]}"
     if dilation != (1, 1):  # show how the kernel widened, once per distinct axis

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnnkit._backend import keras
-
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.explain.rules import IDENTITY, RULES, elementwise, pair, unsupported
 

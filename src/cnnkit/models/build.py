@@ -13,7 +13,7 @@ from cnnkit._backend import keras
 from cnnkit.errors import ConfigError
 from cnnkit.models.preprocessing import build_preprocessing
 from cnnkit.models.transfer import backbone_layers
-from cnnkit.presets import Preset, get_preset
+from cnnkit.presets import Preset, as_preset
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Only Keras' own layers are allowed in a preset: the saved model then loads with
@@ -34,17 +34,17 @@ def _make_layer(class_name: str, kwargs: dict[str, Any]) -> keras.layers.Layer:
 
 
 def build_model(
-    preset: Preset | str,
+    recipe: Preset | str,
     *,
-    input_shape: tuple[int, int, int] | None = None,
+    input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     preprocessing: dict[str, Any] | None = None,
     precision: str = "float32",
 ) -> keras.Sequential:
-    """Build the preset's network (uncompiled) for raw ``uint8`` input.
+    """Build the recipe's network (uncompiled) for raw ``uint8`` input.
 
     Args:
-        preset: a :class:`Preset` or its name (``"article-004"``, ``"fast"`` ...).
+        recipe: a :class:`Preset` or a built-in recipe's name (``"article-004"``, ``"fast"`` ...).
         input_shape: ``(height, width, channels)``; defaults to the preset's.
         num_classes: size of the softmax head; defaults to the preset's.
         preprocessing: in-model preprocessing spec; defaults to the preset's.
@@ -55,7 +55,7 @@ def build_model(
         >>> build_model("article-004").count_params()  # doctest: +SKIP
         1199882
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
+    preset = as_preset(recipe)
     shape = tuple(input_shape or preset.input_shape)
     classes = num_classes or preset.num_classes
     if len(shape) != 3 or shape[-1] not in (1, 3):
@@ -113,7 +113,8 @@ def resolve_precision(requested: str | None, preset: Preset) -> str:
     if requested in (None, "auto"):
         return preset.precision if preset.precision == "float32" or _backend.bfloat16_is_fast() else "float32"
     if requested not in PRECISIONS:
-        raise ConfigError(f"Unknown precision. Expected auto or one of {PRECISIONS}. Received: precision={requested!r}.",
+        raise ConfigError(f"Unknown precision. Expected auto or one of {PRECISIONS}. "
+                          f"Received: precision={requested!r}.",
                           "Set precision to auto, float32 or mixed_bfloat16.", params="precision")
     return requested
 

@@ -8,7 +8,6 @@ from typing import Any
 from cnnkit._backend import BaseImagePreprocessingLayer, Functional, keras
 from cnnkit.errors import ConfigError
 
-
 # The identity at inference by Keras' contract (SpatialDropout1D/2D/3D are Dropouts).
 _IDENTITY_AT_INFERENCE = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
                           keras.layers.AlphaDropout, keras.layers.ActivityRegularization)

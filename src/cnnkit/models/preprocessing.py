@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from cnnkit._backend import keras
-
 from cnnkit.errors import ConfigError
 
 _AUGMENTATIONS = {

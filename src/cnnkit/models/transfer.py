@@ -19,6 +19,7 @@ The backbone is built with random weights; :func:`load_backbone_weights` puts a 
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
 from cnnkit._backend import keras

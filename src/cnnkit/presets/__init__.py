@@ -1,11 +1,21 @@
 """Recipes as data: the five articles' models, exactly, and our own; one registry of them.
 
+A recipe is a :class:`Preset` (KerasHub's word for a named, pinned configuration). The registry is
+written here, at import, and never after: a recipe made at run time (a tuned one, one read back from
+a run folder) travels as the object itself, not as a name to look up.
+
 Example:
-    >>> get_preset("fast").batch_size
+    >>> as_preset("fast").batch_size
     256
+    >>> as_preset("fsat")
+    Traceback (most recent call last):
+    ...
+    cnnkit.errors.ConfigError: Unknown recipe. Expected one of: ... Received: recipe='fsat'. Did you mean 'fast'? ...
 """
 
 from __future__ import annotations
+
+import difflib
 
 from cnnkit.errors import ConfigError
 from cnnkit.presets.articles import ARTICLES
@@ -13,30 +23,36 @@ from cnnkit.presets.base import Layer, Preset, Reported
 from cnnkit.presets.ours import OURS
 from cnnkit.tta import check_spec
 
-__all__ = ["PRESETS", "Layer", "Preset", "Reported", "get_preset", "register"]
+__all__ = ["PRESETS", "Layer", "Preset", "Reported", "as_preset", "get_preset"]
 
 PRESETS: dict[str, Preset] = {}
 
 
-def register(preset: Preset) -> Preset:
-    """Add a preset to the registry (names are unique)."""
-    if preset.name in PRESETS:
-        raise ConfigError(f"A preset named {preset.name!r} already exists.")
-    check_spec(preset.tta, f"the tta of preset {preset.name!r}")
-    PRESETS[preset.name] = preset
-    return preset
-
-
 def get_preset(name: str) -> Preset:
-    """Return the preset called ``name``; unknown names raise a ConfigError listing the choices."""
+    """The built-in recipe called ``name``; an unknown name raises a ConfigError with the nearest ones."""
     try:
         return PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), list(PRESETS), n=1)
         raise ConfigError(
-            f"Unknown preset. Expected one of: {', '.join(PRESETS)}. Received: preset={name!r}.",
-            "Run `cnnkit summary --list` to see every preset with its description.",
+            f"Unknown recipe. Expected one of: {', '.join(PRESETS)}. Received: recipe={name!r}."
+            + (f" Did you mean {close[0]!r}?" if close else ""),
+            "See every recipe with its description in cnnkit.PRESETS (or `cnnkit summary --list`).",
+            params="recipe",
         ) from None
 
 
+def as_preset(recipe: str | Preset) -> Preset:
+    """``recipe`` as data: a :class:`Preset` is returned as it is, a name is looked up (:func:`get_preset`)."""
+    return recipe if isinstance(recipe, Preset) else get_preset(recipe)
+
+
+def _register(preset: Preset) -> None:
+    if preset.name in PRESETS:
+        raise ConfigError(f"A recipe named {preset.name!r} already exists.")
+    check_spec(preset.tta, f"the tta of recipe {preset.name!r}")
+    PRESETS[preset.name] = preset
+
+
 for _preset in (*ARTICLES, *OURS):
-    register(_preset)
+    _register(_preset)

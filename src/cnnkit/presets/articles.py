@@ -7,7 +7,8 @@ from cnnkit.presets.base import FLAT, POOL, Preset, Reported, conv
 ARTICLES: tuple[Preset, ...] = (
     Preset(
         name="article-000",
-        description="Building a CNN in Keras: Conv64-Conv32-Dense, adam, batch 32, 3 epochs (article: no /255; ours scales in-model).",
+        description="Building a CNN in Keras: Conv64-Conv32-Dense, adam, batch 32, 3 epochs (article: no /255; "
+                    "ours scales in-model).",
         params=203_434,
         input_shape=(28, 28, 1),
         num_classes=10,
@@ -20,7 +21,8 @@ ARTICLES: tuple[Preset, ...] = (
 
     Preset(
         name="article-001",
-        description="Simple CNN using Keras: Conv16-Conv8-Dense, adam, batch 32, 5 epochs (article: no /255; ours scales in-model).",
+        description="Simple CNN using Keras: Conv16-Conv8-Dense, adam, batch 32, 5 epochs (article: no /255; "
+                    "ours scales in-model).",
         params=47_410,
         input_shape=(28, 28, 1),
         num_classes=10,

@@ -69,7 +69,7 @@ class Preset:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preset":
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
         """The preset a run's ``config.json`` recorded (the inverse of :meth:`to_dict`)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}

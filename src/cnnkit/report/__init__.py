@@ -29,7 +29,7 @@ from cnnkit.predictor import Predictor
 from cnnkit.report import html as h
 from cnnkit.report.files import write_evaluation
 from cnnkit.report.html import Section
-from cnnkit.training.config import load_data
+from cnnkit.training.config import TrainConfig, load_data
 
 __all__ = ["build_report", "write_evaluation"]
 
@@ -56,7 +56,7 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
     if predictor is None:
         predictor = Predictor.from_artifact(run_dir)
     if dataset is None:
-        dataset = load_data(artifact.read_config(run_dir))
+        dataset = load_data(TrainConfig.from_run(run_dir).resolve())
     if probs is None:
         probs = predictor.predict_proba(dataset.x_test)
     if cal is None:
@@ -72,7 +72,7 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
         _calibration(run_dir, cal),
         _environment(config),
     ]
-    name = config.get("train", {}).get("preset", "")
+    name = config.get("train", {}).get("recipe") or config.get("train", {}).get("preset", "")
     title = f"cnnkit run {run_dir.name}"
     subtitle = (f"recipe {name} on {dataset.name}; report written "
                 f"{datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -120,7 +120,8 @@ def _data(run_dir: Path, dataset: Dataset, metrics: dict) -> Section:
     order = np.sort(classes_in_turn(y, dataset.num_classes)[:SAMPLE_COUNT])
     titles = [f"Label: {dataset.class_names[label]}" for label in y[order]]
     plot_image_grid(take_rows(dataset.x_train, order), titles, run_dir / artifact.SAMPLES_PNG)
-    body += h.image(run_dir / artifact.SAMPLES_PNG, "sample training images", "Training images as the model receives them.")
+    body += h.image(run_dir / artifact.SAMPLES_PNG, "sample training images",
+                    "Training images as the model receives them.")
     return Section("data", "Data", body)
 
 
@@ -137,10 +138,13 @@ def _model(predictor: Predictor) -> Section:
 def _training(run_dir: Path, history: dict, metrics: dict) -> Section:
     body = ""
     if (run_dir / artifact.CURVES).is_file():
-        body += h.image(run_dir / artifact.CURVES, "training curves", "Accuracy and loss per epoch, training vs validation.")
-    keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds") if k in history]
+        body += h.image(run_dir / artifact.CURVES, "training curves",
+                        "Accuracy and loss per epoch, training vs validation.")
+    shown = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+    keys = [k for k in shown if k in history]
     epochs = len(history.get("loss", []))
-    rows = [[str(e + 1)] + [f"{history[k][e]:.4g}" if e < len(history[k]) else "–" for k in keys] for e in range(epochs)]
+    rows = [[str(e + 1)] + [f"{history[k][e]:.4g}" if e < len(history[k]) else "–" for k in keys]
+            for e in range(epochs)]
     body += h.table(["epoch", *keys], rows)
     speed = metrics.get("train_images_per_second")
     body += (f"<p>Training took {metrics.get('train_seconds', 0):.1f} s"
@@ -152,7 +156,8 @@ def _training(run_dir: Path, history: dict, metrics: dict) -> Section:
 def _evaluation(run_dir: Path, metrics: dict) -> Section:
     body = ""
     if (run_dir / artifact.CONFUSION_MATRIX_PNG).is_file():
-        body += h.image(run_dir / artifact.CONFUSION_MATRIX_PNG, "confusion matrix", "Rows: true class; columns: predicted.")
+        body += h.image(run_dir / artifact.CONFUSION_MATRIX_PNG, "confusion matrix",
+                        "Rows: true class; columns: predicted.")
     per_class = metrics.get("per_class", [])
     body += h.table(("class", "precision", "recall", "F1", "support"),
                     [(r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"])
@@ -162,7 +167,8 @@ def _evaluation(run_dir: Path, metrics: dict) -> Section:
         h.table(("true", "predicted as", "count"), [(p["true"], p["predicted"], p["count"]) for p in pairs])
         if pairs else "<p>None: no test image was misclassified.</p>")
     if (run_dir / artifact.PREDICTIONS_PNG).is_file():
-        body += h.image(run_dir / artifact.PREDICTIONS_PNG, "predictions", "Test images with predicted labels; mistakes in red.")
+        body += h.image(run_dir / artifact.PREDICTIONS_PNG, "predictions",
+                        "Test images with predicted labels; mistakes in red.")
     return Section("evaluation", "Evaluation on the test set", body)
 
 
@@ -171,7 +177,8 @@ def _top_losses(run_dir: Path, dataset: Dataset, probs: np.ndarray) -> Section:
     order, losses = top_losses(y, probs, k=min(TOP_LOSS_COUNT, len(y)))
     names = dataset.class_names
     pred = probs.argmax(axis=1)
-    titles = [f"{names[y[i]]}→{names[pred[i]]} {probs[i, pred[i]]:.2f}\nloss {loss:.2f}" for i, loss in zip(order, losses)]
+    titles = [f"{names[y[i]]}→{names[pred[i]]} {probs[i, pred[i]]:.2f}\nloss {loss:.2f}"
+              for i, loss in zip(order, losses)]
     colors = ["red" if pred[i] != y[i] else "black" for i in order]
     plot_image_grid(take_rows(dataset.x_test, order), titles, run_dir / artifact.TOP_LOSSES_PNG, title_colors=colors)
     caption = "Test images the model got most wrong: true→predicted, its probability, and the loss."
@@ -193,7 +200,8 @@ def _gradcam(run_dir: Path, predictor: Predictor, dataset: Dataset, probs: np.nd
     plot_image_grid(overlay(images, heatmaps), titles, run_dir / artifact.GRADCAM_PNG)
     caption = ("Where the last convolutional feature maps drive each image's predicted class (Grad-CAM, "
                "Selvaraju et al. 2017): warm colours mark the pixels that raised its score.")
-    return Section("gradcam", "Grad-CAM: what the network looks at", h.image(run_dir / artifact.GRADCAM_PNG, "Grad-CAM", caption))
+    return Section("gradcam", "Grad-CAM: what the network looks at",
+                   h.image(run_dir / artifact.GRADCAM_PNG, "Grad-CAM", caption))
 
 
 def _calibration(run_dir: Path, cal: Calibration) -> Section:
@@ -201,7 +209,8 @@ def _calibration(run_dir: Path, cal: Calibration) -> Section:
     body = (f"<p>Expected calibration error <b>{cal.ece:.2%}</b>, largest bin gap {cal.mce:.2%} "
             f"({len(cal.count)} equal-width confidence bins). A well-calibrated model that says 90 % is right "
             "90 % of the time; bars below the diagonal mean over-confidence.</p>")
-    return Section("calibration", "Calibration", body + h.image(run_dir / artifact.RELIABILITY_PNG, "reliability diagram"))
+    return Section("calibration", "Calibration",
+                   body + h.image(run_dir / artifact.RELIABILITY_PNG, "reliability diagram"))
 
 
 def _environment(config: dict) -> Section:

@@ -12,11 +12,16 @@ from typing import Any
 import numpy as np
 
 from cnnkit import artifact
+from cnnkit.datasets.labels import check_labels
 from cnnkit.datasets.lazy import take_rows
 from cnnkit.errors import DataError
-from cnnkit.evaluation import (Evaluation, check_class_names, check_probabilities, pick_prediction_examples,
-                               prediction_titles)
-from cnnkit.datasets.labels import check_labels
+from cnnkit.evaluation import (
+    Evaluation,
+    check_class_names,
+    check_probabilities,
+    pick_prediction_examples,
+    prediction_titles,
+)
 from cnnkit.fileio import write_text
 from cnnkit.plots import plot_confusion_matrix, plot_image_grid
 

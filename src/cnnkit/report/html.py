@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 _STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1d232a; background: #f6f7f9; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1d232a;
+       background: #f6f7f9; }
 header { background: #1d3557; color: #fff; padding: 1.2rem 2rem; }
 header h1 { margin: 0 0 .3rem; font-size: 1.5rem; }
 header p { margin: 0; opacity: .85; }

@@ -10,22 +10,16 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_LAZY = {
-    "create_app": ("cnnkit.server.app", "create_app"),
-    "ServerSettings": ("cnnkit.server.settings", "ServerSettings"),
-    "MicroBatcher": ("cnnkit.server.batcher", "MicroBatcher"),
-}
+from cnnkit._lazy import attach
 
-__all__ = sorted(_LAZY)
+if TYPE_CHECKING:
+    from cnnkit.server.app import create_app as create_app
+    from cnnkit.server.batcher import MicroBatcher as MicroBatcher
+    from cnnkit.server.settings import ServerSettings as ServerSettings
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'cnnkit.server' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "create_app": "cnnkit.server.app", "ServerSettings": "cnnkit.server.settings",
+    "MicroBatcher": "cnnkit.server.batcher",
+})

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from starlette.applications import Starlette
@@ -33,12 +34,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from cnnkit.engines import Engine
 from cnnkit.predictor import Predictor
 from cnnkit.server import oip, payloads
 from cnnkit.server.access import AccessMiddleware
 from cnnkit.server.batcher import MicroBatcher, QueueFullError, ShuttingDownError
 from cnnkit.server.errors import EXCEPTION_HANDLERS, ApiError, error_response, is_v2
-from cnnkit.engines import Engine
 from cnnkit.server.metrics import MetricsMiddleware, ServerMetrics
 from cnnkit.server.settings import ServerSettings
 
@@ -201,9 +202,12 @@ class Service:
                                 "the Inference-Header-Content-Length header.")
         body = await payloads.read_body(request, self.settings.max_body_bytes)
         parsed = await self._in_pool(oip.parse_request, body, header, self.predictor.input_shape)
-        pixels = parsed.pixels
         if parsed.images is not None:
             pixels = await self._decode([(f"images[{i}]", data) for i, data in enumerate(parsed.images)])
+        elif parsed.pixels is not None:
+            pixels = parsed.pixels
+        else:  # parse_request gives one or the other
+            raise TypeError("The parsed request holds neither pixels nor images.")
         probs = await self._probabilities(pixels)
         body, headers, media = oip.encode_response(parsed, probs, self.predictor.class_names, self.settings.model_name,
                                                    self.settings.model_version)

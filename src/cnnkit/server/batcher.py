@@ -145,7 +145,7 @@ class MicroBatcher:
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             if item is _STOP:
                 self._queue.put_nowait(_STOP)  # seen again after this batch: then the worker exits
@@ -164,7 +164,7 @@ class MicroBatcher:
         start = time.perf_counter()
         try:
             probs = await loop.run_in_executor(self._pool, self._infer_chunks, pixels)
-        except Exception as exc:  # a model failure fails this batch's requests, not the server
+        except Exception as exc:  # noqa: BLE001 - a model failure fails this batch's requests, not the server
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)

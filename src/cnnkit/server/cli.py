@@ -11,44 +11,36 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import math
 import os
 import queue
 import socket
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cnnkit.engines import ENGINES
 from cnnkit.errors import ConfigError, require
+from cnnkit.options import add_field_options
 from cnnkit.server.settings import ServerSettings, safe_model_name
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
-ENGINE_CHOICES = ("auto", "keras", "onnxruntime")  # cnnkit.engines.choice.CHOICES, without importing Keras here
+ENGINE_CHOICES = ("auto", *ENGINES)  # as cnnkit.engines.choice offers them (the table loads no Keras)
 API_KEY_ENV = "CNNKIT_API_KEY"  # the key from the environment: it stays out of the process list
-# Options named after their ServerSettings field (--max-batch-size → max_batch_size).
-_OPTIONS: dict[str, tuple[type, str]] = {
-    "host": (str, "address to listen on (default 127.0.0.1: this machine only)"),
-    "port": (int, "TCP port (default 8000)"),
-    "max_batch_size": (int, "most images per model call (default 32)"),
-    "max_wait_ms": (float, "how long a request waits to share a batch (default 0: batches form under load)"),
-    "queue_size": (int, "requests waiting for the model before answering 503 (default 256)"),
-    "max_body_mb": (float, "largest request body in MiB; larger is 413 (default 10)"),
-    "model_name": (str, "name in /v2/models/{name}/infer (default: the run folder's name)"),
-    "model_version": (str, "version reported by the API (default 1)"),
-}
+# ServerSettings' fields that `cnnkit serve` offers, in the order its --help lists them.
+_OPTIONS = ("host", "port", "max_batch_size", "max_wait_ms", "queue_size", "max_body_mb", "model_name", "model_version")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``serve``'s positional and options to its sub-parser."""
     parser.add_argument("run", metavar="RUN_OR_MODEL", help="run folder, .keras file, or exported model.json")
-    for name, (kind, text) in _OPTIONS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    add_field_options(parser, ServerSettings, _OPTIONS, keep_defaults=False)  # unset: the dataclass's default
     parser.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
-                        help="what runs the model: auto (default: the fastest measured at start-up), keras or "
-                             "onnxruntime")
+                        help="what runs the model: auto (default: the fastest measured at start-up), "
+                             + " or ".join(ENGINES))
     parser.add_argument("--api-key", dest="api_key",
                         help="a bearer token every route but the probes needs (default: $CNNKIT_API_KEY; none: open)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
@@ -63,8 +55,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """ServerSettings from parsed options; unset options keep the dataclass defaults."""
-    known = {f.name for f in fields(ServerSettings)}
-    values = {name: getattr(args, name) for name in _OPTIONS if name in known and getattr(args, name, None) is not None}
+    values = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name, None) is not None}
     key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
     if key is not None:
         values["api_key"] = key
@@ -76,12 +67,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(**values)
 
 
-def build_server(app: "Starlette", settings: ServerSettings, log_level: str = "info") -> "uvicorn.Server":
+def build_server(app: Starlette, settings: ServerSettings, log_level: str = "info") -> uvicorn.Server:
     """The uvicorn server for ``app`` (one process; the batcher wants every request in one place)."""
     import uvicorn
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s,
+                            timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),  # whole seconds
                             lifespan="on", server_header=False, access_log=False)  # cnnkit.access logs instead
     return uvicorn.Server(config)
 
@@ -90,11 +81,10 @@ def serve(args: argparse.Namespace) -> int:
     """Load the model, then serve it until SIGTERM/SIGINT; return the exit status."""
     settings = settings_from_args(args)
     require("serve", "starlette", "uvicorn", "multipart", purpose="Serving (cnnkit serve)")
+    import cnnkit
     from cnnkit.engines import with_tta
     from cnnkit.engines.choice import choose_engine
     from cnnkit.server.app import create_app
-
-    import cnnkit
 
     _check_port_free(settings)  # before the (slow) model load
     predictor = cnnkit.load(args.run, tta=not args.no_tta)

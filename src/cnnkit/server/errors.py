@@ -12,7 +12,7 @@ internals (the traceback goes to the server log only).
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request

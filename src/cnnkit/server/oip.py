@@ -217,7 +217,8 @@ def _images(tensor: dict[str, Any], raw: bytes | None) -> list[bytes]:
 
 def _unpack_bytes(raw: bytes, count: int) -> list[bytes]:
     """The protocol's binary BYTES: each element's 4-byte little-endian length, then the element."""
-    files, offset = [], 0
+    files: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
             raise _error(f"The BYTES data ends inside an element's 4-byte length, at byte {offset:,} of "

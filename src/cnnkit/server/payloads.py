@@ -9,7 +9,7 @@ decoding goes through the one shared :func:`cnnkit.images.decode_image`.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
 from starlette.datastructures import UploadFile
@@ -34,7 +34,7 @@ def _too_large(limit: int, received: str) -> ApiError:
                          "or start the server with a larger --max-body-mb.")
 
 
-async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     """The body's chunks; raises 413 as soon as more than ``limit`` bytes are announced or arrive."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
@@ -59,7 +59,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_uploads(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes]]:
     """``(filename, bytes)`` of every multipart file in field ``file``, in order."""
-    parser = MultiPartParser(request.headers, limited_stream(request, limit),  # type: ignore[arg-type]
+    parser = MultiPartParser(request.headers, limited_stream(request, limit),
                              max_files=max_files, max_fields=100, max_part_size=limit)
     try:
         form = await parser.parse()

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from cnnkit.errors import ConfigError
+from cnnkit.options import option
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -24,16 +25,24 @@ class ServerSettings:
         10485760
     """
 
-    host: str = "127.0.0.1"  # loopback by default: exposing a model is a deliberate choice
-    port: int = 8000
-    model_name: str = "model"  # the {name} of /v2/models/{name}/infer; must be URL-safe
-    model_version: str = "1"
-    max_batch_size: int = 32  # images per model call; small CNNs are ~flat in latency up to here
+    # Loopback by default: exposing a model is a deliberate choice.
+    host: str = option("127.0.0.1", "--host", help="address to listen on (default %(default)s: this machine only)")
+    port: int = option(8000, "--port", help="TCP port (default %(default)s)")
+    # The {name} of /v2/models/{name}/infer; must be URL-safe. `cnnkit serve` names it after the run folder.
+    model_name: str = option("model", "--model-name",
+                             help="name in /v2/models/{name}/infer (default: the run folder's name)")
+    model_version: str = option("1", "--model-version", help="version reported by the API (default %(default)s)")
+    # Images per model call; small CNNs are ~flat in latency up to here.
+    max_batch_size: int = option(32, "--max-batch-size", help="most images per model call (default %(default)s)")
     # 0: a lone request runs at once; under load, batches still form from what queues up while the
     # model runs. A few ms trade single-request latency for fuller batches.
-    max_wait_ms: float = 0.0  # how long the first image of a batch waits for company
-    queue_size: int = 256  # pending requests before 503 + Retry-After (back-pressure, not a backlog)
-    max_body_mb: float = 10.0
+    max_wait_ms: float = option(0.0, "--max-wait-ms", help="how long a request waits to share a batch (default "
+                                                           "%(default)g: batches form under load)")
+    # Pending requests before 503 + Retry-After (back-pressure, not a backlog).
+    queue_size: int = option(256, "--queue-size",
+                             help="requests waiting for the model before answering 503 (default %(default)s)")
+    max_body_mb: float = option(10.0, "--max-body-mb",
+                                help="largest request body in MiB; larger is 413 (default %(default)g)")
     # A 10 MB PNG may legally decode to ~190 MB of RGB; 16 M pixels (~48 MB RGB) bounds each decode.
     max_image_pixels: int = 16_000_000
     decode_workers: int = min(4, os.cpu_count() or 1)  # PNG/JPEG decoding threads (Pillow drops the GIL)

@@ -28,8 +28,8 @@ from typing import Any
 from cnnkit import datasets
 from cnnkit.datasets import Dataset
 from cnnkit.datasets.photos import Inspected, inspect_folder
-from cnnkit.presets import get_preset
-from cnnkit.training.config import TrainConfig, load_data
+from cnnkit.presets import as_preset
+from cnnkit.training.config import DEFAULT_BUDGET_MINUTES, TrainConfig, load_data
 
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
 PHOTO_SIDES = (32, 160)  # the photo recipe's side, from the photos' median shorter side
@@ -38,11 +38,6 @@ MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
 # as after 69-91, while 80-112 px with 63-100 epochs scored a point lower. So a budget keeps the side while it
 # holds this share of the recipe's epochs, and shrinks it only below.
 MIN_EPOCH_SHARE = 0.75
-# auto's budget (benchmarks/RESULTS.md): on 2 CPU cores 70,000 28x28 digits reach 99.4 % in 4 minutes (recipe
-# small stops at its max_epochs), and the photo recipe's own 60 epochs at 128 px take about 12 minutes. At
-# 10 minutes auto had to train photos below 128 px or for fewer epochs than the recipe it stands in for,
-# and scored below it (91.39 % against 92.45 % over 3 seeds), so photos get a little more than the recipe's time.
-DEFAULT_BUDGET_MINUTES = 15.0
 # The backbones auto may use, best first for a CPU: accuracy for the arithmetic (cnnkit backbones).
 AUTO_BACKBONES = ("efficientnet_v2_b0", "mobilenet_v3_large", "convnext_tiny", "resnet50", "mobilenet_v3_small")
 
@@ -51,7 +46,7 @@ AUTO_BACKBONES = ("efficientnet_v2_b0", "mobilenet_v3_large", "convnext_tiny", "
 class Choice:
     """What auto chose, and the one line that says why."""
 
-    preset: str
+    recipe: str
     image_size: int | None
     color_mode: str | None
     reason: str
@@ -107,15 +102,16 @@ def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: 
     """
     from cnnkit.training.fit import probe_plan  # Keras: only when a budget is planned
 
-    preset = get_preset(choice.preset)
     n = int(inspected.profile.readable.sum())
     classes = len(inspected.index.class_names)
     n_train = (config.train_per_class * classes if config.train_per_class
                else int(n * (1 - config.test_fraction - config.val_fraction)))
     n_val = int(n * config.val_fraction)
-    side, channels = choice.image_size, 3 if choice.color_mode == "rgb" else 1
-    trial = dataclasses.replace(config, preset=choice.preset, image_size=side, color_mode=choice.color_mode,
-                                budget=budget).resolve()
+    trial = dataclasses.replace(config, recipe=choice.recipe, image_size=choice.image_size,
+                                color_mode=choice.color_mode, budget=budget).resolve()
+    preset, side = trial.preset, trial.image_size or trial.preset.input_shape[0]
+    channels = 3 if choice.color_mode == "rgb" else 1
+
     epochs = probe_plan(trial, (side, side, channels), classes, max(1, n_train), max(1, n_val)).epochs
     wanted = math.ceil(MIN_EPOCH_SHARE * preset.epochs)
     if epochs >= wanted:
@@ -135,13 +131,13 @@ def folder_options(config: TrainConfig) -> dict[str, Any]:
 
     A budget that shrinks the photos' side (:func:`fit_side`) is not timed here: ``show`` and ``verify``
     load no Keras, so they decode at the side the photos themselves suggest."""
-    if config.preset not in (None, "auto"):
-        return config.folder_options(get_preset(config.preset))
+    if config.recipe not in (None, "auto"):
+        return config.folder_options(as_preset(config.recipe))
     inspected = inspect_folder(config.data, label_regex=config.label_regex)
     choice = choose_for_folder(inspected, config)
     chosen = dataclasses.replace(config, image_size=choice.image_size, color_mode=choice.color_mode,
                                  backbone=choice.backbone)
-    return {**chosen.folder_options(get_preset(choice.preset)), "inspected": inspected}
+    return {**chosen.folder_options(as_preset(choice.recipe)), "inspected": inspected}
 
 
 def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
@@ -152,7 +148,7 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
         >>> why  # doctest: +SKIP
         'Recipe auto: 1,096 images, median 284x183 colour: photos -> recipe photo at 160x160; budget 15 min.'
     """
-    if config.preset not in (None, "auto") or config.backbone or config.data in datasets.BUILTIN:
+    if config.recipe not in (None, "auto") or config.backbone or config.data in datasets.BUILTIN:
         config = config.resolve()
         return config, load_data(config), ""
     inspected = None
@@ -161,11 +157,11 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
     if config.is_folder:
         inspected = inspect_folder(config.data, label_regex=config.label_regex)
         choice = choose_for_folder(inspected, config)
-        if choice.preset == "photo" and budget and config.image_size is None:
+        if choice.recipe == "photo" and budget and config.image_size is None:
             choice = fit_side(choice, inspected, config, budget)
     else:
         choice = choose_for_arrays(datasets.load(config.data))
-    config = dataclasses.replace(config, preset=choice.preset, image_size=choice.image_size,
+    config = dataclasses.replace(config, recipe=choice.recipe, image_size=choice.image_size,
                                  color_mode=choice.color_mode, budget=budget, backbone=choice.backbone).resolve()
     plan = f"; budget {budget:g} min" if budget else f"; {config.epochs} epochs"
     return config, load_data(config, inspected=inspected), f"Recipe auto: {choice.reason}{plan}."

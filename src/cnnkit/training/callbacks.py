@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cnnkit import artifact
 from cnnkit._backend import keras
 from cnnkit.fileio import write_json, write_text
 from cnnkit.training import distributed
 from cnnkit.training.budget import replan
+
+log = logging.getLogger(__name__)
 
 
 def history_to_csv(history: dict[str, list[float]]) -> str:
@@ -89,7 +93,7 @@ class TimeBudget(keras.callbacks.Callback):
         now = time.perf_counter()
         self._longest = max(self._longest, now - self._epoch_start)
         if now - self._start + self._longest > self.seconds:
-            print(f"Time budget of {self.seconds / 60:g} min reached after epoch {epoch + 1}; stopping.")
+            log.info(f"Time budget of {self.seconds / 60:g} min reached after epoch {epoch + 1}; stopping.")
             self.model.stop_training = True
 
 
@@ -134,8 +138,8 @@ class BudgetKeeper(keras.callbacks.Callback):
             target = replan(elapsed=now - start, done=self.done, target=self.epochs, epoch_seconds=per_epoch,
                             budget_seconds=self.budget_seconds, max_epochs=self.max_epochs)
             if target != self.epochs:
-                print(f"Budget: an epoch takes {per_epoch:.1f} s, so the schedule now ends after epoch {target} "
-                      f"(planned: {self.epochs}).")
+                log.info(f"Budget: an epoch takes {per_epoch:.1f} s, so the schedule now ends after epoch {target} "
+                         f"(planned: {self.epochs}).")
                 self.epochs, self._traces = target, True
                 self.reschedule(target)
         if self.done >= self.epochs:

@@ -1,7 +1,7 @@
-"""TrainConfig: every setting of a training run, validated in one place (no Keras import here).
+"""TrainConfig: every setting of a training run, its default, its command-line option and its check, once.
 
-Also the launch options of a data-parallel run (which process, which coordinator), checked
-before any device is touched, and the dataset a config names (:func:`load_data`).
+Each field's default is the only one: ``cnnkit train``'s options are made from the fields
+(:mod:`cnnkit.options`), flag and help included. No Keras here: the CLI's parser imports this module.
 """
 
 from __future__ import annotations
@@ -11,83 +11,151 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnkit import datasets
+from cnnkit import artifact, datasets
 from cnnkit.datasets import Dataset
-from cnnkit.errors import ConfigError
-from cnnkit.presets import Preset, get_preset
+from cnnkit.errors import ArtifactError, ConfigError
+from cnnkit.options import option
+from cnnkit.presets import Preset, as_preset
+from cnnkit.training.launch import MODES, check_launch
+from cnnkit.tta import check_spec
 
 SCHEDULES = ("constant", "cosine", "warmup-cosine", "plateau")
-MODES = ("data-parallel",)
-LAUNCH_FIELDS = ("distribute", "coordinator", "num_processes", "process_id")
+RESIZES = ("stretch", "crop", "pad")
+NEAR_DUPLICATES = ("group", "drop", "off")  # cnnkit.datasets.duplicates.MODES, without importing imagehash here
+_FOLDERS = "image folders: "
+# auto's budget (benchmarks/RESULTS.md): on 2 CPU cores 70,000 28x28 digits reach 99.4 % in 4 minutes (recipe
+# small stops at its max_epochs), and the photo recipe's own 60 epochs at 128 px take about 12 minutes. At
+# 10 minutes auto had to train photos below 128 px or for fewer epochs than the recipe it stands in for,
+# and scored below it (91.39 % against 92.45 % over 3 seeds), so photos get a little more than the recipe's time.
+DEFAULT_BUDGET_MINUTES = 15.0
 
 
 @dataclass
 class TrainConfig:
     """Everything that decides a training run; saved as the run's ``config.json``.
 
-    ``None`` means "the preset's value", resolved by :meth:`resolve`.
+    ``recipe`` is a recipe's name or the :class:`~cnnkit.presets.Preset` itself; ``None`` (or ``"auto"``)
+    lets :func:`cnnkit.training.auto.prepare` choose from the data (MNIST: ``"fast"``). ``epochs``,
+    ``batch_size`` and ``learning_rate`` left at 0, and ``schedule`` at ``None``, take the recipe's value.
+    :meth:`resolve` fills them in, puts the recipe's data in ``recipe`` and validates every field.
+
+    Example:
+        >>> config = TrainConfig(recipe="fast", epochs=1).resolve()
+        >>> config.preset.name, config.batch_size, config.epochs
+        ('fast', 256, 1)
     """
 
-    preset: str | None = None  # None or "auto": chosen from the data (cnnkit.training.auto); MNIST: "fast"
-    data: str = "mnist"
-    data_source: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    schedule: str | None = None
-    early_stopping: int | None = None  # patience in epochs on val_loss; None = off
-    max_minutes: float | None = None  # time budget: no epoch starts that would end past it
-    steps_per_epoch: int | None = None  # cap on batches per epoch (Keras' steps_per_epoch); None = all
-    val_fraction: float = 0.1
-    seed: int = 0
-    train_limit: int | None = None  # stratified subset of the training set (quick runs, tests)
-    test_limit: int | None = None
-    # Image folders only:
-    image_size: int | None = None  # decode size (square); None: the preset's input size
-    resize: str = "stretch"  # stretch | crop | pad, stored in the model's metadata
-    label_regex: str | None = None  # class from the file name (flat folders)
-    test_fraction: float = 0.2
-    train_per_class: int | None = None  # article 003's protocol: N training images per class, rest held out
-    # auto | none | balanced | NAME=W,...: see cnnkit.training.balance (auto: balanced past a 3:1 imbalance).
-    class_weight: str = "auto"
-    near_duplicates: str = "group"  # image folders: group | drop | off (cnnkit.datasets.duplicates)
-    color_mode: str | None = None  # image folders: grayscale | rgb; None: the recipe's (auto: the folder's)
+    recipe: str | Preset | None = option(
+        None, "--recipe", hidden=("--preset",), metavar="RECIPE",
+        help="recipe name (see `cnnkit summary --list`), or auto; default: fast for MNIST, auto (chosen from the "
+             "data) for folders, manifests and .npz arrays")
+    data: str = "mnist"  # a positional argument of the commands, not an option
+    data_source: str | None = option(None, "--from", metavar="PATH",
+                                     help="use MNIST files you already have (IDX files or mnist.npz)")
+    epochs: int = option(0, "--epochs")  # 0: the recipe's (so a resolved config's are plain numbers)
+    batch_size: int = option(0, "--batch-size")
+    learning_rate: float = option(0.0, "--lr", help="peak learning rate")
+    schedule: str | None = option(None, "--schedule", choices=SCHEDULES)
+    early_stopping: int | None = option(None, "--early-stopping", metavar="PATIENCE",
+                                        help="stop after PATIENCE epochs without val_loss gain")
+    max_minutes: float | None = option(None, "--max-minutes", help="time budget: stop at the last epoch that fits")
+    steps_per_epoch: int | None = option(None, "--steps-per-epoch", metavar="N", help="at most N batches per epoch")
+    val_fraction: float = option(0.1, "--val-fraction",
+                                 help="share of the training set held out (default %(default)s)")
+    seed: int = option(0, "--seed")
+    train_limit: int | None = option(None, "--train-limit", metavar="N",
+                                     help="train on a stratified subset of N images")
+    test_limit: int | None = option(None, "--test-limit", metavar="N",
+                                    help="evaluate on a stratified subset of N images")
+    image_size: int | None = option(None, "--image-size", metavar="PIXELS",
+                                    help=_FOLDERS + "decode size (default: the recipe's)")
+    resize: str = option("stretch", "--resize", choices=RESIZES, help=_FOLDERS + "resize policy")
+    label_regex: str | None = option(None, "--label-regex",
+                                     help=_FOLDERS + "class = group 1 of this regex on the file name")
+    test_fraction: float = option(0.2, "--test-fraction", help=_FOLDERS + "share held out for test")
+    # Article 003's protocol: N training images per class, the rest held out.
+    train_per_class: int | None = option(None, "--train-per-class", metavar="N",
+                                         help=_FOLDERS + "N training images per class")
+    color_mode: str | None = option(
+        None, "--color-mode", choices=("grayscale", "rgb"),
+        help=_FOLDERS + "colour mode to train in (default: the recipe's; auto: the folder's)")
+    near_duplicates: str = option(  # cnnkit.datasets.duplicates
+        "group", "--near-duplicates", choices=NEAR_DUPLICATES,
+        help=_FOLDERS + "look-alike images (resized, re-encoded, rotated, cropped copies) are kept in one split "
+                        "(%(default)s, default), once (drop), or not looked for (off)")
     # Minutes of training the epochs are planned to fill (cnnkit.training.budget); None: the recipe's epochs.
-    budget: float | None = None
-    # A pretrained backbone under the head (cnnkit.models.backbones; recipe "transfer" unless another is named),
-    # its weights (imagenet | none | a file's path), and the epochs of stage 2 (cnnkit.training.transfer).
-    backbone: str | None = None
-    weights: str = "imagenet"
-    fine_tune: int | None = None
-    # Compute precision: None = the preset's choice where this machine runs it fast, else float32
-    # (cnnkit.models.resolve_precision). The saved model always computes in float32.
-    precision: str | None = None
-    # Data-parallel training (cnnkit.training.distributed); None everywhere: one device, as before.
-    distribute: str | None = None  # "data-parallel": every device of every process (JAX backend)
-    coordinator: str | None = None  # HOST:PORT of process 0, for runs of several processes
-    num_processes: int | None = None
-    process_id: int | None = None  # this process; 0 writes the run folder
+    budget: float | None = option(
+        None, "--budget", metavar="MINUTES",
+        help="plan the epochs to fill this much training time (measured on the first steps); recipe auto plans "
+             f"{DEFAULT_BUDGET_MINUTES:g} minutes unless --epochs is given")
+    class_weight: str = option(  # cnnkit.training.balance: auto is balanced past a 3:1 imbalance
+        "auto", "--class-weight", metavar="auto|none|balanced|NAME=W,...",
+        help="weigh each class's loss: balanced (n / (classes x n_class)), your own weights, none, or %(default)s "
+             "(default: balanced when the largest class has 3x the images of the smallest)")
+    # A pretrained backbone under the head (cnnkit.models.backbones), its weights, and stage 2's epochs
+    # (cnnkit.training.transfer).
+    backbone: str | None = option(
+        None, "--backbone", metavar="NAME",
+        help="a pretrained network under the head (see `cnnkit backbones`); recipe transfer, at the backbone's "
+             "input size unless --image-size")
+    weights: str = option(
+        "imagenet", "--weights", metavar="imagenet|none|PATH",
+        help="the backbone's weights: %(default)s (default; Keras' fetch into $KERAS_HOME/models, hash checked), "
+             "none (random), or a weights file")
+    fine_tune: int | None = option(
+        None, "--fine-tune", metavar="EPOCHS",
+        help="after the head: train the backbone's top blocks for EPOCHS more epochs (default 0)")
+    # None: the recipe's precision where this machine runs it fast, else float32 (cnnkit.models.resolve_precision).
+    precision: str | None = option(
+        None, "--precision", choices=("auto", "float32", "mixed_bfloat16"),
+        help="compute precision while training (default auto: the recipe's, if this CPU has bfloat16 in "
+             "hardware); the saved model computes in float32")
+    # Data-parallel training (cnnkit.training.distributed, cnnkit.training.launch); None: one device.
+    distribute: str | None = option(None, "--distribute", choices=MODES,
+                                    help="train on every device (JAX backend); --batch-size is the global batch")
+    coordinator: str | None = option(None, "--coordinator", metavar="HOST:PORT",
+                                     help="data-parallel over processes: process 0's address")
+    num_processes: int | None = option(None, "--num-processes", metavar="N",
+                                       help="data-parallel: processes in the run")
+    process_id: int | None = option(None, "--process-id", metavar="I",
+                                    help="data-parallel: this process, 0 … N-1 (0 writes)")
 
     @property
     def is_folder(self) -> bool:
         return Path(self.data).is_dir() or self.data.endswith(".csv")
 
-    def folder_options(self, preset: Preset) -> dict[str, Any]:
-        """The options a folder loader needs (size and colour mode from the preset unless overridden)."""
+    @property
+    def preset(self) -> Preset:
+        """The recipe as data, once :meth:`resolve` has put it in ``recipe``."""
+        if not isinstance(self.recipe, Preset):
+            raise ConfigError("Expected a resolved config, whose recipe is a Preset. "
+                              f"Received: recipe={self.recipe!r}.",
+                              "Call config.resolve() first.", params="recipe")
+        return self.recipe
+
+    @property
+    def recipe_name(self) -> str:
+        """The recipe's name (``"auto"`` while auto has not chosen)."""
+        return self.recipe.name if isinstance(self.recipe, Preset) else self.recipe or "auto"
+
+    def folder_options(self, preset: Preset | None = None) -> dict[str, Any]:
+        """The options a folder loader needs (size and colour mode from the recipe unless overridden)."""
+        preset = preset or self.preset
         return {"image_size": self.image_size or tuple(preset.input_shape[:2]),
                 "color_mode": self.color_mode or preset.color_mode, "resize": self.resize,
                 "label_regex": self.label_regex, "val_fraction": self.val_fraction,
                 "test_fraction": self.test_fraction, "seed": self.seed, "train_per_class": self.train_per_class,
                 "near_duplicates": self.near_duplicates}
 
-    def resolve(self) -> "TrainConfig":
-        """Fill the preset's values in and validate every field (errors name the field)."""
+    def resolve(self) -> TrainConfig:
+        """Fill the recipe's values in and validate every field (errors name the field)."""
         # Recipe auto is chosen from the data (cnnkit.training.auto.prepare); without it, the old defaults.
         default = "transfer" if self.backbone else ("photo" if self.is_folder else "fast")
-        preset = recipe_of(dataclasses.replace(self, preset=self.preset if self.preset not in (None, "auto") else default))
+        preset = _with_backbone(as_preset(self.recipe if self.recipe not in (None, "auto") else default), self)
+        check_spec(preset.tta, f"the tta of recipe {preset.name!r}")  # a recipe made here never met the registry
         resolved = dataclasses.replace(
             self,
-            preset=preset.name,
+            recipe=preset,
             epochs=self.epochs or preset.epochs,
             batch_size=self.batch_size or preset.batch_size,
             learning_rate=self.learning_rate or preset.optimizer["learning_rate"],
@@ -105,7 +173,7 @@ class TrainConfig:
             (r.steps_per_epoch is None or r.steps_per_epoch >= 1, "steps_per_epoch", "≥ 1"),
             (r.max_minutes is None or r.max_minutes > 0, "max_minutes", "> 0"),
             (r.budget is None or r.budget > 0, "budget", "> 0 (minutes)"),
-            (r.near_duplicates in ("group", "drop", "off"), "near_duplicates", "one of ('group', 'drop', 'off')"),
+            (r.near_duplicates in NEAR_DUPLICATES, "near_duplicates", f"one of {NEAR_DUPLICATES}"),
             (r.color_mode in (None, "grayscale", "rgb"), "color_mode", "one of ('grayscale', 'rgb')"),
             (r.fine_tune is None or r.fine_tune >= 0, "fine_tune", "≥ 0 (epochs)"),
         ]
@@ -120,7 +188,7 @@ class TrainConfig:
                               f"Received: {given}={getattr(r, given)!r}, backbone=None.",
                               "Name one with backbone (see `cnnkit backbones`), or leave fine_tune and weights out.",
                               params=(given, "backbone"))
-        from cnnkit.models import resolve_precision  # here, not at the top: it imports Keras
+        from cnnkit.models.build import resolve_precision  # here, not at the top: it imports Keras
 
         resolved = dataclasses.replace(resolved, precision=resolve_precision(self.precision, preset))
         if resolved.is_folder and resolved.image_size is None and preset.input_shape[0] == preset.input_shape[1]:
@@ -129,25 +197,50 @@ class TrainConfig:
         return resolved
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values (config.json's ``train`` section)."""
-        return dataclasses.asdict(self)
+        """The config as plain JSON-able values (config.json's ``train`` section; the recipe by name)."""
+        values = dataclasses.asdict(dataclasses.replace(self, recipe=None))
+        values["recipe"] = None if self.recipe is None else self.recipe_name
+        return values
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> TrainConfig:
+        """The config a run folder's ``config.json`` recorded, with the recipe it trained (as data).
+
+        A tuned recipe, or one changed since, comes back as the run recorded it; nothing is registered.
+        """
+        path = Path(run_dir) / artifact.CONFIG
+        if not path.is_file():
+            raise ArtifactError(f"No {artifact.CONFIG} in {run_dir}: not a cnnkit run folder.",
+                                "Pass the folder that `cnnkit train --out` wrote.")
+        saved = artifact.read_json(path)
+        train = dict(saved.get("train", {}))
+        if "preset" in train:  # the recipe's name, as runs before layout II wrote it
+            train.setdefault("recipe", train.pop("preset"))
+        names = {f.name for f in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in train.items() if k in names})
+        recorded = saved.get("preset")
+        if recorded:
+            config = dataclasses.replace(config, recipe=Preset.from_dict(recorded))
+            if config.is_folder and config.image_size is None:
+                # Runs made before the size was recorded: decode at the size the model was trained on,
+                # not at whatever the recipe says today.
+                config = dataclasses.replace(config, image_size=int(recorded["input_shape"][0]))
+        return config
 
 
-def recipe_of(config: TrainConfig) -> Preset:
-    """The preset ``config`` trains: the one it names, with its ``backbone`` and ``fine_tune`` put in.
+def _with_backbone(preset: Preset, config: TrainConfig) -> Preset:
+    """``preset`` with ``config``'s ``backbone`` and ``fine_tune`` put in.
 
     A backbone without a recipe trains recipe ``transfer``, at the backbone's own input size.
     """
-    name = config.preset if config.preset not in (None, "auto") else ("transfer" if config.backbone else "photo")
-    preset = get_preset(name)
     if config.backbone:
         from cnnkit.models.backbones import get_backbone  # the registry is data: no Keras import
 
         if not preset.backbone:
-            raise ConfigError(f"Recipe {name} is not built on a backbone, so it takes none. "
-                              f"Received: preset={name!r}, backbone={config.backbone!r}.",
+            raise ConfigError(f"Recipe {preset.name} is not built on a backbone, so it takes none. "
+                              f"Received: recipe={preset.name!r}, backbone={config.backbone!r}.",
                               "Leave the recipe out (recipe transfer takes the backbone), or leave out backbone.",
-                              params=("preset", "backbone"))
+                              params=("recipe", "backbone"))
         size = get_backbone(config.backbone).input_size
         preset = dataclasses.replace(preset, backbone=config.backbone, input_shape=(size, size, preset.input_shape[-1]))
     if config.fine_tune is not None and preset.backbone:
@@ -156,82 +249,25 @@ def recipe_of(config: TrainConfig) -> Preset:
 
 
 def load_data(config: TrainConfig, inspected: Any = None) -> Dataset:
-    """The dataset ``config`` names, subsampled (stratified, seeded) when it sets limits.
+    """The dataset a resolved ``config`` names, subsampled (stratified, seeded) when it sets limits.
 
     ``inspected``: a folder already indexed and profiled (:func:`cnnkit.datasets.photos.inspect_folder`).
     """
-    options = config.folder_options(get_preset(config.preset)) if config.is_folder else {}
+    options = config.folder_options() if config.is_folder else {}
     if inspected is not None:
         options["inspected"] = inspected
     dataset = datasets.load(config.data, source=config.data_source, **options)
     return dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
 
 
-def parse_coordinator(address: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[::1]:1234`` for IPv6) into host and port; raise ConfigError if malformed.
-
-    Example:
-        >>> parse_coordinator("10.0.0.1:1234")
-        ('10.0.0.1', 1234)
-    """
-    host, _, port = address.rpartition(":")
-    if host and port.isdigit() and 0 < int(port) < 65536:
-        return host, int(port)
-    raise ConfigError(f"Expected coordinator as HOST:PORT with a port in 1-65535. Received: coordinator={address!r}.",
-                      "Pass process 0's address and a free port as coordinator (e.g. 10.0.0.1:1234), the same on "
-                      "every process.", params="coordinator")
-
-
-def check_launch(config: TrainConfig) -> None:
-    """Validate the data-parallel launch options of ``config`` (no device is touched); raise ConfigError."""
-    mode, coordinator, processes, pid = (getattr(config, name) for name in LAUNCH_FIELDS)
-    if mode is not None and mode not in MODES:
-        raise ConfigError(f"Unknown distribution. Expected one of {MODES}. Received: distribute={mode!r}.",
-                          f"Set distribute to {MODES[0]!r}.", params="distribute")
-    if mode is None and (coordinator or processes is not None or pid is not None):
-        raise ConfigError("Expected distribute='data-parallel' with coordinator, num_processes or process_id. "
-                          "Received: distribute=None.", "Set distribute to 'data-parallel'.",
-                          params=("distribute", "coordinator", "num_processes", "process_id"))
-    if processes is not None and processes < 1:
-        raise ConfigError(f"Expected num_processes ≥ 1. Received: num_processes={processes}.",
-                          "Pass the number of processes that join the run (one per host, usually).",
-                          params="num_processes")
-    if (processes or 1) > 1 and not coordinator:
-        raise ConfigError(f"Expected a coordinator (HOST:PORT) with num_processes={processes}. "
-                          "Received: coordinator=None.",
-                          "Pass process 0's address as coordinator (e.g. 10.0.0.1:1234) on every process.",
-                          params=("coordinator", "num_processes"))
-    if coordinator:
-        parse_coordinator(coordinator)
-        if processes is None:
-            raise ConfigError("Expected num_processes with a coordinator. Received: num_processes=None.",
-                              "Pass the number of processes that join the run as num_processes, the same on every "
-                              "process.", params="num_processes")
-    if (processes or 1) > 1 and pid is None:
-        raise ConfigError(f"Expected process_id in [0, {processes}) with num_processes={processes}. "
-                          "Received: process_id=None.", "Give each process its own process_id; 0 is the one that "
-                          "writes.", params="process_id")
-    if pid is not None and not 0 <= pid < (processes or 1):
-        raise ConfigError(f"Expected process_id in [0, {processes or 1}). Received: process_id={pid}.",
-                          f"Process ids run from 0 to num_processes − 1 ({(processes or 1) - 1}); process 0 is the "
-                          "coordinator and the only one that writes the run folder.",
-                          params=("process_id", "num_processes"))
-    if (processes or 1) > 1 and config.budget:
-        raise ConfigError(f"Expected no budget in a multi-process run. Received: budget={config.budget}.",
-                          "Each process would measure its own speed and plan other epochs; set epochs instead.",
-                          params=("budget", "epochs"))
-    if (processes or 1) > 1 and config.max_minutes:
-        raise ConfigError(f"Expected no max_minutes in a multi-process run. Received: max_minutes={config.max_minutes}.",
-                          "Each process would stop at its own clock and the others would wait forever; "
-                          "use epochs or early_stopping (decided on validation loss, the same everywhere).",
-                          params=("max_minutes", "epochs", "early_stopping"))
-
-
-def relaunch(saved: TrainConfig, launch: TrainConfig) -> TrainConfig:
-    """The saved config of a run to resume, with this launch's distribution options where it gives them.
-
-    A run's settings come from its ``config.json``; where each process runs is a property of
-    the launch (the coordinator's port may change, every process has its own ``--process-id``).
-    """
-    given = {name: getattr(launch, name) for name in LAUNCH_FIELDS if getattr(launch, name) is not None}
-    return dataclasses.replace(saved, **{**given, "process_id": launch.process_id})
+def metadata_for(dataset: Dataset, config: TrainConfig, state: dict[str, Any] | None = None) -> artifact.ModelMetadata:
+    """The metadata a model trained under ``config`` on ``dataset`` carries (``state``: a checkpoint's progress)."""
+    # Arrays (MNIST, .npz) come at their input size; a folder's photos at the sizes its profile measured.
+    profile = dataset.profile
+    size = list(profile.median_size) if profile is not None else None if config.is_folder else dataset.input_shape[:2]
+    native = {"native_size": [int(v) for v in size]} if size else {}
+    return artifact.ModelMetadata(
+        class_names=list(dataset.class_names), input_shape=list(dataset.input_shape),
+        color_mode=dataset.color_mode, resize=dataset.resize, recipe=config.preset.name, dataset=config.data,
+        extra={**native, **({"training": state} if state else {})}, tta=dict(config.preset.tta),
+    )

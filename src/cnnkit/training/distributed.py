@@ -12,9 +12,9 @@ What a data-parallel run computes is what a single-device run with the same opti
   batch, and batch normalisation takes its statistics over the global batch.
 - ``--lr`` is the learning rate for that global batch, unchanged: adding devices does not
   change the optimisation, only how fast each step runs.
-- Data (:class:`cnnkit.training.inputs.GlobalBatches`): every process loads the dataset (and the same validation split) and, each epoch,
-  draws the same permutation, seeded by ``(--seed, epoch)``. Global batch *k* is positions
-  ``k·B … (k+1)·B`` of it; process *i* of *N* feeds the *i*-th of *N* equal, contiguous
+- Data (:class:`cnnkit.training.inputs.GlobalBatches`): every process loads the dataset (and the same
+  validation split) and, each epoch, draws the same permutation, seeded by ``(--seed, epoch)``.
+  Global batch *k* is positions ``k·B … (k+1)·B`` of it; process *i* of *N* feeds the *i*-th of *N* equal, contiguous
   shares of every global batch (``B/N`` rows), and reads only those rows (image folders
   left on disk included). The permutation depends only on seed and epoch, so ``--resume``
   continues with the batches an uninterrupted run would have used. A last partial batch
@@ -36,6 +36,7 @@ several GPUs, or on a CPU split into devices for tests with
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -44,7 +45,10 @@ from pathlib import Path
 from cnnkit import _backend
 from cnnkit._backend import keras
 from cnnkit.errors import ConfigError
-from cnnkit.training.config import TrainConfig, parse_coordinator
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.launch import parse_coordinator
+
+log = logging.getLogger(__name__)
 
 
 def is_chief() -> bool:
@@ -80,7 +84,7 @@ def setup(config: TrainConfig) -> None:
     import jax
 
     if config.coordinator and not jax.distributed.is_initialized():
-        print(f"Process {config.process_id} of {config.num_processes}: joining {config.coordinator} …", flush=True)
+        log.info(f"Process {config.process_id} of {config.num_processes}: joining {config.coordinator} …")
         host, _ = parse_coordinator(config.coordinator)
         # JAX's coordinator listens on every interface unless told otherwise; a loopback run needs none.
         loopback = host in ("localhost", "[::1]") or host.startswith("127.")
@@ -91,8 +95,8 @@ def setup(config: TrainConfig) -> None:
     # cnnkit shards the data itself (GlobalBatches), so Keras must not try to.
     keras.distribution.set_distribution(keras.distribution.DataParallel(
         devices=keras.distribution.list_devices(), auto_shard_dataset=False))
-    print(f"Data-parallel: {devices} device(s) in {processes} process(es); global batch {config.batch_size} = "
-          f"{config.batch_size // devices} per device.", flush=True)
+    log.info(f"Data-parallel: {devices} device(s) in {processes} process(es); global batch {config.batch_size} = "
+             f"{config.batch_size // devices} per device.")
 
 
 @contextlib.contextmanager

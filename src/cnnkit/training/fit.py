@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import math
 import sys
 from dataclasses import dataclass
@@ -20,15 +21,18 @@ import numpy as np
 from cnnkit import _backend, artifact
 from cnnkit._backend import keras
 from cnnkit.datasets import Dataset, Split, stratified_split
+from cnnkit.errors import ConfigError
 from cnnkit.fileio import remove_stale_temporaries, write_json
 from cnnkit.models import build_model, make_optimizer, to_float32
-from cnnkit.presets import Preset, get_preset
+from cnnkit.presets import Preset
 from cnnkit.training import distributed
 from cnnkit.training.balance import class_weights
 from cnnkit.training.budget import Plan, measure, plan, planned
 from cnnkit.training.callbacks import BudgetKeeper, RunRecorder, TimeBudget
-from cnnkit.training.config import TrainConfig
+from cnnkit.training.config import TrainConfig, metadata_for
 from cnnkit.training.inputs import fit_inputs, with_sample_weights
+
+log = logging.getLogger(__name__)
 
 
 def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
@@ -36,7 +40,7 @@ def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
 
     A dataset that comes with its own validation split (a ``val/`` folder) keeps it.
     """
-    if dataset.x_val is not None:
+    if dataset.x_val is not None and dataset.y_val is not None:
         return Split(dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
     train_idx, val_idx = stratified_split(dataset.y_train, config.val_fraction, config.seed)
     return Split(dataset.x_train[train_idx], dataset.y_train[train_idx],
@@ -82,13 +86,14 @@ def compile_model(model: keras.Model, preset: Preset, config: TrainConfig, steps
     )
 
 
-def _callbacks(config: TrainConfig, recorder: RunRecorder) -> list[keras.callbacks.Callback]:
+def _callbacks(config: TrainConfig, recorder: RunRecorder, verbose: int) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    say = 1 if verbose else 0  # Keras' own lines ("reducing learning rate", "early stopping") follow verbose too
     if config.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1, verbose=1))
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1, verbose=say))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping, restore_best_weights=True, verbose=1))
+            monitor="val_loss", patience=config.early_stopping, restore_best_weights=True, verbose=say))
     if config.max_minutes:
         callbacks.append(TimeBudget(config.max_minutes * 60))
     # The recorder runs last so that a checkpoint sees the learning rate after any change.
@@ -121,11 +126,11 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     moves, and ``run_dir/config.json`` records it, when more or fewer epochs fit than were planned.
     """
     run_dir = Path(run_dir)
-    preset = get_preset(config.preset)
+    preset = config.preset
     keras.utils.set_random_seed(config.seed)
     split = split_dataset(dataset, config)
     weights, weighting = class_weights(config.class_weight, split.y_train, dataset.class_names)
-    print(weighting)
+    log.info(weighting)
     steps = math.ceil(len(split.x_train) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
@@ -135,36 +140,37 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     if resume and distributed.is_chief():  # the other processes of a data-parallel run write nothing
         remove_stale_temporaries(run_dir)
     if resume and not checkpoint.is_file():
-        print(f"No completed epoch to resume from in {run_dir}; starting from epoch 1.")
+        log.info(f"No completed epoch to resume from in {run_dir}; starting from epoch 1.")
     if resume and checkpoint.is_file():
         model, meta = artifact.load_model(checkpoint, compile=True)
         state = meta.extra.get("training", {})
         initial_epoch, history = int(state.get("epoch", 0)), state.get("history", {})
-        print(f"Resuming {run_dir} after epoch {initial_epoch}/{config.epochs}.")
+        log.info(f"Resuming {run_dir} after epoch {initial_epoch}/{config.epochs}.")
     else:
         model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
                             precision=config.precision or "float32")
         compile_model(model, preset, config, steps)
-    recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config, state), history)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs, a live bar in a terminal
+    recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
+    # One line per epoch in logs, a live bar in a terminal.
+    level = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
     keeper = _keeper(model, budget, config, steps, run_dir) if budget and not resume else None
     if initial_epoch < config.epochs:
         inputs, feed_callbacks = fit_inputs(split, config, initial_epoch)
         if weights and inspect.isgenerator(inputs["x"]):  # Keras takes class_weight for every feed but generators
             inputs["x"], weights = with_sample_weights(inputs["x"], weights), None
-        epochs, own = config.epochs, _callbacks(config, recorder)  # one of each: a --max-minutes clock runs on
+        # One of each callback for every fit call below: a --max-minutes clock runs on.
+        epochs, own = config.epochs, _callbacks(config, recorder, level)
         while True:
             # steps_per_epoch is a cap: an N above one pass runs one pass, as the schedule assumes (steps).
             model.fit(**inputs, epochs=epochs, initial_epoch=initial_epoch, class_weight=weights,
                       steps_per_epoch=steps if config.steps_per_epoch else None,
                       callbacks=[*feed_callbacks, *(callbacks or []), *([keeper] if keeper else []), *own],
-                      verbose=verbose)
+                      verbose=level)
             if not (keeper and keeper.extend):
                 break
             initial_epoch, epochs = keeper.done, keeper.epochs  # the budget holds more epochs: go on
-    return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train), len(split.x_val),
-                     min(len(split.x_train), steps * config.batch_size),
+    return FitResult(to_float32(distributed.to_local(model), preset), recorder.history, len(split.x_train),
+                     len(split.x_val), min(len(split.x_train), steps * config.batch_size),
                      keeper.epochs if keeper else config.epochs)
 
 
@@ -183,7 +189,7 @@ def _keeper(model: keras.Model, budget: Plan, config: TrainConfig, steps: int, r
                     {"after_epoch": keeper.done, "epochs": epochs})
                 write_json(run_dir / artifact.CONFIG, record)
 
-    preset = get_preset(config.preset)
+    preset = config.preset
     keeper = BudgetKeeper(budget.budget_seconds, config.epochs, max(config.epochs, preset.max_epochs or preset.epochs),
                           reschedule)
     return keeper
@@ -215,7 +221,10 @@ def probe_plan(config: TrainConfig, input_shape: tuple[int, int, int], num_class
 
 def _measured_plan(config: TrainConfig, split: Split, input_shape: tuple[int, ...], num_classes: int,
                    n_train: int, n_val: int) -> Plan:
-    preset = get_preset(config.preset)
+    preset = config.preset
+    if not config.budget:
+        raise ConfigError(f"Expected a budget to plan the epochs for. Received: budget={config.budget!r}.",
+                          "Set budget (minutes).", params="budget")
     full = math.ceil(n_train / config.batch_size)
     steps = min(full, config.steps_per_epoch) if config.steps_per_epoch else full
     keras.utils.set_random_seed(config.seed)

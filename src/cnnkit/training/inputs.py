@@ -19,7 +19,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _endless(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterat
             yield x[rows], y[rows]
 
 
-def with_sample_weights(batches: Iterator[tuple[np.ndarray, np.ndarray]],
+def with_sample_weights(batches: Iterable[Any],
                         class_weight: dict[int, float]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(x, y)`` batches as ``(x, y, weight)``: each image weighs its class's weight."""
     lookup = np.array([class_weight.get(c, 1.0) for c in range(max(class_weight) + 1)], dtype=np.float32)

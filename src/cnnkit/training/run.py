@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import os
+import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,15 +24,18 @@ from cnnkit.fileio import write_json, write_text
 from cnnkit.models import build_model
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
-from cnnkit.presets import get_preset
+from cnnkit.progress import reporting
 from cnnkit.report import build_report, write_evaluation
 from cnnkit.training import distributed
-from cnnkit.training.balance import class_weights
 from cnnkit.training.auto import prepare
-from cnnkit.training.config import TrainConfig, load_data, recipe_of, relaunch
+from cnnkit.training.balance import class_weights
+from cnnkit.training.config import TrainConfig, load_data, metadata_for
 from cnnkit.training.fit import fit, plan_budget
+from cnnkit.training.launch import relaunch
 from cnnkit.training.lock import run_folder_lock
 from cnnkit.training.transfer import fit_transfer, load_weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +52,8 @@ def _check_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume or not run_dir.exists() or not any(run_dir.iterdir()):
         return
     if not (run_dir / artifact.CONFIG).is_file():  # never delete a folder cnnkit did not make
-        raise ConfigError(f"The run folder is not empty and is not a cnnkit run folder. Received: out={str(run_dir)!r}.",
+        raise ConfigError("The run folder is not empty and is not a cnnkit run folder. "
+                          f"Received: out={str(run_dir)!r}.",
                           "Choose an empty or new out folder.", params="out")
     if overwrite:
         return
@@ -71,27 +78,36 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
           verbose: int | str = "auto") -> RunResult:
     """Train ``config`` into the run folder ``out`` and evaluate it on the test set.
 
+    ``verbose`` is Keras' (0 silent, 1 a live bar, 2 a line per epoch, "auto": a bar in a terminal); it
+    governs cnnkit's own progress lines too (:mod:`cnnkit.progress`).
+
     Example:
-        >>> train(TrainConfig(preset="fast"), "runs/demo").metrics["test_accuracy"]  # doctest: +SKIP
+        >>> train(TrainConfig(recipe="fast"), "runs/demo").metrics["test_accuracy"]  # doctest: +SKIP
         0.99...
     """
-    run_dir = Path(out)
+    with reporting(verbose):
+        return _train(config, Path(out), resume=resume, overwrite=overwrite, verbose=verbose)
+
+
+def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, verbose: int | str) -> RunResult:
+    """:func:`train`, its lines already governed by ``verbose``: check and load everything, then lock the folder."""
     if resume:
-        config = relaunch(artifact.read_config(run_dir), config)  # this launch's process_id, coordinator
+        config = relaunch(TrainConfig.from_run(run_dir), config)  # this launch's process_id, coordinator
         if (run_dir / artifact.MODEL).is_file() and not (run_dir / artifact.CHECKPOINT).is_file():
-            raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume. Received: resume=True.",
+            raise ConfigError(f"The run in {run_dir} already finished; there is nothing to resume. "
+                              "Received: resume=True.",
                               "Use it as it is (evaluate, predict, serve it), or train it again with overwrite=True "
                               "instead of resume=True.", params=("overwrite", "resume"))
     # Before touching the run folder: a bad path leaves nothing behind. Recipe auto looks at the data here.
     config, dataset, choice = prepare(config)
     if choice:
-        print(choice)
+        log.info(choice)
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
     class_weights(config.class_weight, dataset.y_train, dataset.class_names)  # a bad spec, before the folder
     # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
     with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
-        model = build_model(recipe_of(config), input_shape=dataset.input_shape, num_classes=dataset.num_classes)
-        if recipe_of(config).backbone:  # and weights that are missing, unverified or of another network
+        model = build_model(config.preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        if config.preset.backbone:  # and weights that are missing, unverified or of another network
             load_weights(model, config)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
     with run_folder_lock(run_dir) if chief else contextlib.nullcontext():  # one writer per run folder
@@ -105,16 +121,16 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
     if chief:
         _check_folder(run_dir, resume, overwrite)
     plan = None
-    backbone = bool(recipe_of(config).backbone)
+    backbone = bool(config.preset.backbone)
     if config.budget and not resume and not backbone:  # a resumed run keeps the epochs its config.json recorded
         config, plan = plan_budget(dataset, config)
-        print(plan.line())
+        log.info(plan.line())
     if chief:
         _prepare_folder(run_dir, resume, overwrite)
         # A resumed run keeps what its first launch recorded (auto's choice, the budget's plan, the profile).
         record = artifact.read_json(run_dir / artifact.CONFIG) if resume else {}
-        record.update({"train": config.to_dict(), "preset": get_preset(config.preset).to_dict(),
-                       "environment": artifact.environment()})
+        record.update({"train": config.to_dict(), "preset": config.preset.to_dict(),
+                       "environment": environment()})
         if choice:
             record["auto"] = choice
         if plan:
@@ -122,10 +138,10 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         if dataset.profile is not None:
             record["data_profile"] = dataset.profile.to_dict()
         write_json(run_dir / artifact.CONFIG, record)
-    print(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
-          f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
+    log.info(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
+             f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:
-        print(dataset.report)
+        log.info(dataset.report)
         if chief:
             write_text(run_dir / artifact.DATA_REPORT, dataset.report + "\n")
     if backbone:  # two stages: the head on cached features, then fine-tuning (a resumed run goes on with it)
@@ -134,7 +150,7 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
     if plan:  # the budget's keeper may have moved the schedule's end
         config = dataclasses.replace(config, epochs=fitted.epochs)
-    metadata = artifact.metadata_for(dataset, config)
+    metadata = metadata_for(dataset, config)
     if chief:
         artifact.save_model(fitted.model, run_dir / artifact.MODEL, metadata)
     predictor = Predictor(fitted.model, metadata)
@@ -175,8 +191,9 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
     if write:
         write_evaluation(result, dataset.x_test, dataset.y_test, probs, dataset.class_names, run_dir)
     cal = calibration(dataset.y_test, probs)
-    metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
-               "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1), "ece": cal.ece}
+    metrics: dict[str, Any] = {
+        "test_accuracy": result.accuracy, "test_loss": result.loss, "test_samples": int(len(probs)),
+        "inference_images_per_second": round(len(probs) / max(seconds, 1e-9), 1), "ece": cal.ece}
     metrics.update({k: v for k, v in result.to_dict().items() if k not in ("accuracy", "loss", "confusion")})
     if predictor.tta:  # the served number averages views (cnnkit.tta); record what one view scores too
         single = Predictor(predictor.model, predictor.metadata, predictor.batch_size, tta=False)
@@ -189,9 +206,19 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
 def evaluate(run_dir: str | Path) -> dict[str, Any]:
     """Re-evaluate a finished run's model on its dataset's test set; rewrite its metrics."""
     run_dir = Path(run_dir)
-    config = artifact.read_config(run_dir)
+    config = TrainConfig.from_run(run_dir).resolve()
     predictor = Predictor.from_artifact(run_dir)
     metrics, _, _ = evaluate_run_model(predictor, load_data(config), run_dir)
     previous = artifact.read_json(run_dir / artifact.METRICS)
     write_json(run_dir / artifact.METRICS, {**previous, **metrics})
     return metrics
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    from cnnkit._backend import keras
+
+    return {
+        "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
+        "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
+    }

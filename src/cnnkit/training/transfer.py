@@ -21,6 +21,7 @@ probabilities out (:mod:`cnnkit.models.transfer`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from pathlib import Path
@@ -37,9 +38,11 @@ from cnnkit.models.transfer import find_backbone, load_backbone_weights, weights
 from cnnkit.models.weights import resolve_weights
 from cnnkit.training.balance import class_weights
 from cnnkit.training.callbacks import BudgetKeeper, RunRecorder
-from cnnkit.training.config import TrainConfig, recipe_of
+from cnnkit.training.config import TrainConfig, metadata_for
 from cnnkit.training.fit import FitResult, end_schedule_at, split_dataset
 from cnnkit.training.inputs import fit_inputs
+
+log = logging.getLogger(__name__)
 
 TOP_FRACTION = 0.2  # stage 2 trains the last fifth of the backbone's layers (its top blocks)
 FINE_TUNE_RATE = 0.1  # stage 2's peak learning rate, as a share of the recipe's
@@ -58,7 +61,7 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bo
     from cnnkit import artifact
 
     start = time.perf_counter()  # --budget counts both stages
-    preset = recipe_of(config)
+    preset = config.preset
     backbone = get_backbone(preset.backbone)
     keras.utils.set_random_seed(config.seed)
     split = split_dataset(dataset, config)
@@ -70,28 +73,28 @@ def fit_transfer(dataset: Any, config: TrainConfig, run_dir: Path, *, resume: bo
         state = meta.extra.get("training", {})
         history, stages = state.get("history", {}), dict(state.get("stages", {}))
         plan = {"end": int(state.get("end", config.epochs + preset.fine_tune))}
-        print(f"Resuming {run_dir} after epoch {state.get('epoch', 0)}/{plan['end']} (fine-tuning; the head's "
-              f"{config.epochs} epochs are done).")
-        print(weighting)
+        log.info(f"Resuming {run_dir} after epoch {state.get('epoch', 0)}/{plan['end']} (fine-tuning; the head's "
+                 f"{config.epochs} epochs are done).")
+        log.info(weighting)
     else:
         if resume:
-            print(f"No completed fine-tuning epoch to resume from in {run_dir}; starting from stage 1.")
+            log.info(f"No completed fine-tuning epoch to resume from in {run_dir}; starting from stage 1.")
         model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
         path = load_weights(model, config)
-        print(f"Backbone: {backbone.name} ({backbone.params:,} parameters), weights "
-              f"{'random (none)' if path is None else path}.")
-        print(weighting)
+        log.info(f"Backbone: {backbone.name} ({backbone.params:,} parameters), weights "
+                 f"{'random (none)' if path is None else path}.")
+        log.info(weighting)
         history, stages = train_head(model, split, config, weights,
                                      cache_key=f"{backbone.name}-{weights_digest(model)}")
         plan = {"end": config.epochs + preset.fine_tune}  # where stage 2 ends; the budget may move it
     # Every checkpoint records where stage 2 ends and what stage 1 measured, for a resumed launch.
-    recorder = RunRecorder(run_dir, lambda state: artifact.metadata_for(dataset, config,
-                                                                        {**state, **plan, "stages": stages}), history)
+    recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, {**state, **plan, "stages": stages}),
+                           history)
     left = config.budget * 60 - (time.perf_counter() - start) if config.budget else None
     if resumed:
         run_fine_tune(model, split, config, plan, weights, recorder, verbose)
     elif preset.fine_tune and left is not None and left <= 0:
-        print(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
+        log.info(f"The {config.budget:g}-minute budget was spent by stage 1: no fine-tuning.")
     elif preset.fine_tune:
         fine_tune(model, split, config, preset.fine_tune, recorder)
         run_fine_tune(model, split, config, plan, weights, recorder, verbose, budget_seconds=left)
@@ -107,7 +110,7 @@ def load_weights(model: keras.Model, config: TrainConfig) -> Path | None:
     ``cnnkit train`` calls it once before the run folder is touched, so a missing, unverified or
     mismatched file leaves nothing behind.
     """
-    backbone = get_backbone(recipe_of(config).backbone)
+    backbone = get_backbone(config.preset.backbone)
     path = resolve_weights(backbone, config.weights)
     if path is not None:
         load_backbone_weights(model, backbone, path)
@@ -126,8 +129,8 @@ def train_head(model: keras.Model, split: Any, config: TrainConfig, weights: dic
     x_val, computed_val = cached_features(extractor, split.x_val, cache_key)
     feature_seconds = time.perf_counter() - start
     rows = len(x_train) + len(x_val)
-    print(f"Features: {rows:,} images in {feature_seconds:.1f} s ({computed + computed_val:,} computed, "
-          f"{rows - computed - computed_val:,} from the cache).")
+    log.info(f"Features: {rows:,} images in {feature_seconds:.1f} s ({computed + computed_val:,} computed, "
+             f"{rows - computed - computed_val:,} from the cache).")
     dense, dropout = model.get_layer("probabilities"), [layer for layer in model.layers if
                                                          isinstance(layer, keras.layers.Dropout)]
     head = keras.Sequential([keras.Input((x_train.shape[1],)),
@@ -150,7 +153,7 @@ def train_head(model: keras.Model, split: Any, config: TrainConfig, weights: dic
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     history["epoch_seconds"] = [seconds / config.epochs] * config.epochs
     history["learning_rate"] = [float(rate((epoch + 1) * steps)) for epoch in range(config.epochs)]
-    print(f"Head: {config.epochs} epochs in {seconds:.1f} s; validation accuracy {history['val_accuracy'][-1]:.4f}.")
+    log.info(f"Head: {config.epochs} epochs in {seconds:.1f} s; validation accuracy {history['val_accuracy'][-1]:.4f}.")
     return history, {"feature_seconds": round(feature_seconds, 3), "features_computed": computed + computed_val,
                      "features_cached": rows - computed - computed_val, "head_seconds": round(seconds, 3)}
 
@@ -225,9 +228,9 @@ def fine_tune(model: keras.Model, split: Any, config: TrainConfig, epochs: int, 
     model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": rate}, learning_rate=rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"Fine-tuning: {epochs} epochs of the top {len(layers) - first} of {len(layers)} backbone layers and the "
-          f"head ({trainable:,} trainable parameters), batch norm frozen, peak rate "
-          f"{config.learning_rate * FINE_TUNE_RATE:g}.")
+    log.info(f"Fine-tuning: {epochs} epochs of the top {len(layers) - first} of {len(layers)} backbone layers and the "
+             f"head ({trainable:,} trainable parameters), batch norm frozen, peak rate "
+             f"{config.learning_rate * FINE_TUNE_RATE:g}.")
 
 
 def run_fine_tune(model: keras.Model, split: Any, config: TrainConfig, plan: dict[str, int],

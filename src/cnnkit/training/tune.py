@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -42,10 +43,13 @@ from cnnkit._backend import keras
 from cnnkit.errors import ConfigError, require
 from cnnkit.fileio import write_json
 from cnnkit.models import build_model
-from cnnkit.presets import PRESETS, Preset, get_preset, register
+from cnnkit.presets import Preset
+from cnnkit.progress import reporting
 from cnnkit.training.config import TrainConfig, load_data
 from cnnkit.training.fit import fit
 from cnnkit.training.run import RunResult, train
+
+log = logging.getLogger(__name__)
 
 FILTER_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 KERNEL_SIZES = (3, 5)
@@ -54,7 +58,7 @@ MAX_DROPOUT = 0.5
 CONVOLUTIONS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
 # The settings every worker of one study must share: a worker started with others would score
 # its trials on another problem and mix them into the same ranking.
-SHARED_SETTINGS = ("preset", "data", "epochs", "val_fraction", "seed", "train_limit", "steps_per_epoch")
+SHARED_SETTINGS = ("recipe", "data", "epochs", "val_fraction", "seed", "train_limit", "steps_per_epoch")
 # Median pruning after the first few trials, from the first epoch on: short trials (2-3 epochs)
 # would otherwise never be pruned.
 PRUNER_STARTUP_TRIALS = 4
@@ -117,16 +121,6 @@ def tuned_preset(base: Preset, params: dict[str, Any], name: str, epochs: int | 
         optimizer={**base.optimizer, "learning_rate": params["learning_rate"]}, batch_size=params["batch_size"],
         epochs=epochs or base.epochs, reported=None)
     return dataclasses.replace(preset, params=build_model(preset).count_params())
-
-
-@contextlib.contextmanager
-def registered(preset: Preset) -> Iterator[str]:
-    """Make ``preset`` known by name while cnnkit's training code runs it (presets are looked up by name)."""
-    register(preset)
-    try:
-        yield preset.name
-    finally:
-        PRESETS.pop(preset.name, None)
 
 
 class ReportToOptuna(keras.callbacks.Callback):
@@ -197,16 +191,16 @@ def open_study(name: str, storage: str, config: TrainConfig) -> Any:
     study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
                                 load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS))
-    settings = {key: getattr(config, key) for key in SHARED_SETTINGS}
+    settings = {key: config.recipe_name if key == "recipe" else getattr(config, key) for key in SHARED_SETTINGS}
     known = study.user_attrs.get("cnnkit")
     if known is None:
         study.set_user_attr("cnnkit", settings)
     elif known != settings:
         differ = ", ".join(f"{k}={settings[k]!r}" for k in SHARED_SETTINGS if known.get(k) != settings[k])
         raise ConfigError(f"Study {name!r} was created for other settings ({known}). Received: {differ}.",
-                          "Start every worker of a study with the same data, preset, epochs, train_limit, "
+                          "Start every worker of a study with the same data, recipe, epochs, train_limit, "
                           "val_fraction and seed, or choose another study.",
-                          params=("preset", "epochs", "train_limit", "val_fraction", "seed", "study"))
+                          params=("recipe", "epochs", "train_limit", "val_fraction", "seed", "study"))
     return study
 
 
@@ -215,21 +209,30 @@ def _counted(study: Any, states: tuple[Any, ...]) -> int:
 
 
 def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str | Path,
-         overwrite: bool = False) -> TuneResult:
+         overwrite: bool = False, verbose: int | str = "auto") -> TuneResult:
     """Run trials of ``study`` until it holds ``trials``; the last worker writes the best run to ``out``.
 
+    ``verbose`` governs the progress lines and the best run's training, as in :func:`~cnnkit.training.run.train`.
+
     Example:
-        >>> tune(TrainConfig(preset="fast", epochs=2), study="fast", storage="sqlite:///tune.db",
+        >>> tune(TrainConfig(recipe="fast", epochs=2), study="fast", storage="sqlite:///tune.db",
         ...      trials=20, out="runs/tune-fast").best_value  # doctest: +SKIP
         0.98...
     """
+    with reporting(verbose):
+        return _tune(config, study=study, storage=storage, trials=trials, out=Path(out), overwrite=overwrite,
+                     verbose=verbose)
+
+
+def _tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: Path, overwrite: bool,
+          verbose: int | str) -> TuneResult:
+    """:func:`tune`, its lines governed by ``verbose``."""
     optuna = import_optuna()
     if trials < 1:
         raise ConfigError(f"Expected at least 1 trial. Received: trials={trials}.", "Set trials to 1 or more.",
                           params="trials")
     config = config.resolve()
-    base = get_preset(config.preset)
-    out = Path(out)
+    base = config.preset
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # say so now, not after all the trials
         raise ConfigError(f"The run folder already exists and is not empty. Received: out={str(out)!r}.",
                           "Pass overwrite=True to replace it with this study's best trial, or choose another out.",
@@ -243,9 +246,9 @@ def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str
         trial.set_user_attr("worker", worker)
         preset = tuned_preset(base, suggest(trial, base), f"{base.name}-trial-{trial.number}", config.epochs)
         report = ReportToOptuna(trial)
-        with registered(preset) as name, tempfile.TemporaryDirectory(prefix="cnnkit-trial-") as scratch:
-            # The trial's own preset decides batch size and learning rate: the config leaves them unset.
-            trial_config = dataclasses.replace(config, preset=name, batch_size=None, learning_rate=None).resolve()
+        with tempfile.TemporaryDirectory(prefix="cnnkit-trial-") as scratch:
+            # The trial's own recipe decides batch size and learning rate: the config leaves them unset.
+            trial_config = dataclasses.replace(config, recipe=preset, batch_size=0, learning_rate=0.0).resolve()
             fitted = fit(dataset, trial_config, Path(scratch), verbose=0, callbacks=[report])
         keras.backend.clear_session()  # a worker builds many models: keep its memory flat
         value = fitted.history["val_accuracy"][-1]
@@ -269,31 +272,30 @@ def tune(config: TrainConfig, *, study: str, storage: str, trials: int, out: str
     result = TuneResult(study, _counted(search, done), search.best_trial.number, search.best_value,
                         dict(search.best_params), None)
     if _counted(search, (optuna.trial.TrialState.RUNNING,)):
-        print(f"Study {study!r}: other workers' trials are still running; the last worker to finish writes "
-              f"{out}. (Run this command again once they are done to write it yourself.)")
+        log.info(f"Study {study!r}: other workers' trials are still running; the last worker to finish writes "
+                 f"{out}. (Run this command again once they are done to write it yourself.)")
         return result
-    result.run = write_best_run(search, base, config, out, storage=storage, overwrite=overwrite)
+    result.run = write_best_run(search, base, config, out, storage=storage, overwrite=overwrite, verbose=verbose)
     return result
 
 
 def write_best_run(search: Any, base: Preset, config: TrainConfig, out: Path, *, storage: str,
-                   overwrite: bool = False) -> RunResult | None:
-    """Re-train the study's best values with :func:`cnnkit.training.run.train` into ``out`` (and write ``tune.json``)."""
+                   overwrite: bool = False, verbose: int | str = "auto") -> RunResult | None:
+    """Re-train the study's best values with :func:`cnnkit.training.run.train` into ``out``; write ``tune.json``."""
     import sqlalchemy
 
     try:
         out.mkdir(parents=True, exist_ok=overwrite)  # the claim: of two workers ending together, one writes
     except FileExistsError:
-        print(f"{out} already exists (another worker's run, or an earlier one); left as it is. "
-              "Run again with overwrite to rebuild it from the study's best trial.")
+        log.info(f"{out} already exists (another worker's run, or an earlier one); left as it is. "
+                 "Run again with overwrite to rebuild it from the study's best trial.")
         return None
     best = search.best_trial
     preset = tuned_preset(base, best.params, f"{base.name}-tuned", config.epochs)
-    print(f"Best of {len(search.trials)} trials: #{best.number}, validation accuracy {best.value:.4f}, "
-          f"{best.params}. Re-training it into {out}.")
-    with registered(preset) as name:
-        run = train(dataclasses.replace(config, preset=name, batch_size=None, learning_rate=None), out,
-                    overwrite=overwrite)
+    log.info(f"Best of {len(search.trials)} trials: #{best.number}, validation accuracy {best.value:.4f}, "
+             f"{best.params}. Re-training it into {out}.")
+    run = train(dataclasses.replace(config, recipe=preset, batch_size=0, learning_rate=0.0), out,
+                overwrite=overwrite, verbose=verbose)
     states: dict[str, int] = {}
     for trial in search.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
