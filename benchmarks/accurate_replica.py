@@ -52,7 +52,9 @@ def load_mnist():
 
 
 def glorot_(w, groups):  # w: (K*cout, cin, kh, kw) for grouped conv
-    cout = w.shape[0] // groups; cin = w.shape[1]; rf = w.shape[2] * w.shape[3]
+    cout = w.shape[0] // groups
+    cin = w.shape[1]
+    rf = w.shape[2] * w.shape[3]
     a = math.sqrt(6 / (cin * rf + cout * rf))
     nn.init.uniform_(w, -a, a)
 
@@ -65,7 +67,9 @@ class Net(nn.Module):
         # (in, out, kernel, max-pool before batch norm): conv5 32 pooled, 2x conv3 64 (2nd pooled), 2x conv3 128
         spec = [(1, c[0], 5, True), (c[0], c[1], 3, False), (c[1], c[2], 3, True),
                 (c[2], c[3], 3, False), (c[3], c[4], 3, False)]
-        self.convs = nn.ModuleList(); self.bns = nn.ModuleList(); self.pool = []
+        self.convs = nn.ModuleList()
+        self.bns = nn.ModuleList()
+        self.pool = []
         for cin, cout, k, pool in spec:
             conv = nn.Conv2d(K * cin, K * cout, k, padding=k // 2, groups=K, bias=False)
             glorot_(conv.weight, K)
@@ -74,7 +78,8 @@ class Net(nn.Module):
             self.pool.append(pool)
         self.drop = nn.Dropout(dropout)
         a = math.sqrt(6 / (c[4] + 10))
-        self.w = nn.Parameter(torch.empty(K, c[4], 10).uniform_(-a, a)); self.b = nn.Parameter(torch.zeros(K, 10))
+        self.w = nn.Parameter(torch.empty(K, c[4], 10).uniform_(-a, a))
+        self.b = nn.Parameter(torch.zeros(K, 10))
 
     def forward(self, x):  # x: (B, K, 28, 28) in [0, 1]
         for conv, bn, pool in zip(self.convs, self.bns, self.pool):
@@ -89,7 +94,10 @@ class Net(nn.Module):
 
 def augment(img, v, gen):  # img: (N, 1, 28, 28)
     n = img.shape[0]
-    u = lambda: torch.rand(n, device=DEV, generator=gen) * 2 - 1
+
+    def u():  # uniform in [-1, 1), one draw per image
+        return torch.rand(n, device=DEV, generator=gen) * 2 - 1
+
     ang = u() * v["rot"] * 2 * math.pi
     s = 1 + u() * v["zoom"]
     tx, ty = u() * v["trans"] * 2, u() * v["trans"] * 2
@@ -107,21 +115,28 @@ def shifts(x):  # x: (B, K, 28, 28) -> 5 views, edge fill
 def run_variant(v, X, Y, K):
     v = {**BASE, **v}
     torch.manual_seed(v["seed0"])
-    gen = torch.Generator(device=DEV); gen.manual_seed(v["seed0"])
-    n = X.shape[0]; nval = n // 10
+    gen = torch.Generator(device=DEV)
+    gen.manual_seed(v["seed0"])
+    n = X.shape[0]
+    nval = n // 10
     perms = torch.stack([torch.randperm(n, device=DEV, generator=gen) for _ in range(K)])
     val_idx, tr_idx = perms[:, :nval], perms[:, nval:]
-    ntr = tr_idx.shape[1]; B = v["batch"]; spe = ntr // B
+    ntr = tr_idx.shape[1]
+    B = v["batch"]
+    spe = ntr // B
     steps = spe * v["epochs"] if not v["steps_limit"] else v["steps_limit"]
     net = Net(K, v["width"], v["dropout"], v["bn_mom"]).to(DEV)
     opt = torch.optim.AdamW(net.parameters(), lr=v["lr"], betas=(0.9, 0.999), eps=1e-7, weight_decay=v["wd"])
-    warm = max(1, int(v["warm"] * steps)); peak = v["lr"]
+    warm = max(1, int(v["warm"] * steps))
+    peak = v["lr"]
     def lr_at(i):
         if i < warm:
             return peak / 10 + (peak - peak / 10) * i / warm
         return 0.5 * peak * (1 + math.cos(math.pi * min(1.0, (i - warm) / max(1, steps - warm))))
     ema = [t.detach().clone() for t in list(net.parameters()) + list(net.buffers())] if v["ema"] else None
-    t0 = time.time(); i = 0; ep = 0
+    t0 = time.time()
+    i = 0
+    ep = 0
     while i < steps:
         order = torch.argsort(torch.rand(K, ntr, device=DEV, generator=gen), dim=1)
         ep_idx = torch.gather(tr_idx, 1, order)
@@ -168,18 +183,26 @@ def run_variant(v, X, Y, K):
 @torch.no_grad()
 def evaluate(net, X, Y, val_idx, K, tag):
     net.eval()
-    nval = val_idx.shape[1]; p1 = []; p5 = []
+    nval = val_idx.shape[1]
+    p1 = []
+    p5 = []
     for s in range(0, nval, 1000):
         idx = val_idx[:, s:s + 1000]
         xb = X[idx].transpose(0, 1) / 255.0
         with torch.autocast(device_type=DEV, dtype=torch.bfloat16, enabled=DEV == "cuda"):
             probs = [F.softmax(net(view).float(), -1) for view in shifts(xb)]
-        p1.append(probs[0]); p5.append(sum(probs) / 5)
-    p1 = torch.cat(p1); p5 = torch.cat(p5)  # (nval, K, 10)
+        p1.append(probs[0])
+        p5.append(sum(probs) / 5)
+    p1 = torch.cat(p1)  # (nval, K, 10)
+    p5 = torch.cat(p5)
     y = Y[val_idx].transpose(0, 1)
-    acc1 = (p1.argmax(-1) == y).float().mean(0); acc5 = (p5.argmax(-1) == y).float().mean(0)
+    acc1 = (p1.argmax(-1) == y).float().mean(0)
+    acc5 = (p5.argmax(-1) == y).float().mean(0)
     loss1 = -torch.log(p1.gather(-1, y[..., None]).squeeze(-1).clamp_min(1e-12)).mean(0)
-    r = lambda t: [round(float(a), 5) for a in t]
+
+    def r(t):  # one rounded number per seed
+        return [round(float(a), 5) for a in t]
+
     return {f"{tag}_acc": r(acc1), f"{tag}_acc_tta": r(acc5), f"{tag}_loss": r(loss1),
             f"{tag}_mean_acc": round(float(acc1.mean()), 5), f"{tag}_mean_acc_tta": round(float(acc5.mean()), 5),
             f"{tag}_mean_loss": round(float(loss1.mean()), 5)}

@@ -17,38 +17,24 @@ each seed, and a Markdown table is printed for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
+from common import OUT, save, train  # benchmarks/common.py (scripts run from anywhere: sys.path[0] is their folder)
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 GOAL_ACCURACY, GOAL_SECONDS = 0.996, 15 * 60
 
 
 def run(recipe: str, seed: int) -> dict:
-    run_dir = OUT / f"best-{recipe}-seed{seed}"
-    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", "mnist", "--recipe", recipe, "--seed", str(seed),
-           "--out", str(run_dir), "--overwrite"]
-    print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, text=True, capture_output=True)
-    sys.stdout.write(proc.stdout[-600:])
-    if proc.returncode != 0:
-        raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
-    m = json.loads((run_dir / "metrics.json").read_text())
+    m = train(["mnist", "--recipe", recipe, "--seed", str(seed)], OUT / f"best-{recipe}-seed{seed}", echo=600).metrics
     return {"seed": seed, "epochs": m["epochs"], "train_seconds": m["train_seconds"],
             "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
             "tta": m.get("tta") or {}, "test_accuracy_single_view": m.get("test_accuracy_single_view")}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| seed | epochs | training time | val accuracy (last epoch, one view) | test accuracy | one view, no TTA |"
-             " test loss |", "|---|---|---|---|---|---|---|"]
+    lines = ["| seed | epochs | training time | val accuracy (last epoch, one view) | test accuracy "
+             "| one view, no TTA | test loss |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         single = r["test_accuracy_single_view"]
         lines.append(f"| {r['seed']} | {r['epochs']} | {r['train_seconds']:.0f} s | {r['val_accuracy']:.2%} | "
@@ -58,7 +44,8 @@ def table(rows: list[dict]) -> str:
     secs = [r["train_seconds"] for r in rows]
     met = sum(a >= GOAL_ACCURACY and s <= GOAL_SECONDS for a, s in zip(acc, secs))
     lines.append(f"\nTest accuracy mean {statistics.mean(acc):.2%} (min {min(acc):.2%}, max {max(acc):.2%}); "
-                 f"training {min(secs):.0f}–{max(secs):.0f} s; goal (≥ 99.6 % in ≤ 15 min) met by {met} of {len(rows)}.")
+                 f"training {min(secs):.0f}–{max(secs):.0f} s; "
+                 f"goal (≥ 99.6 % in ≤ 15 min) met by {met} of {len(rows)}.")
     return "\n".join(lines)
 
 
@@ -67,13 +54,11 @@ def main() -> None:
     parser.add_argument("--recipe", default="accurate")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "recipe": args.recipe, "rows": []}
-    for seed in args.seeds:
-        result["rows"].append(run(args.recipe, seed))
-        (OUT / f"best_accuracy-{args.recipe}.json").write_text(json.dumps(result, indent=2))
-    rows = result["rows"]
-    print(f"\n{result['date']}, {result['machine']}, recipe {args.recipe}\n")
+    rows: list[dict] = []
+    for seed in args.seeds:  # the record is rewritten after each seed: a long sweep that stops keeps what it ran
+        rows.append(run(args.recipe, seed))
+        save(f"best_accuracy-{args.recipe}", recipe=args.recipe, rows=rows)
+    print(f"Recipe {args.recipe}\n")
     print(table(rows))
 
 

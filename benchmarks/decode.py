@@ -1,4 +1,4 @@
-"""The shared decoder's images/s on a photo folder, against the decoder before JPEG draft scaling, in one run.
+r"""The shared decoder's images/s on a photo folder, against the decoder before JPEG draft scaling, in one run.
 
 Both decode every image of the folder to ``--size`` RGB, from files (the pixel cache's fill and
 ``cnnkit predict`` on a folder) and from bytes in memory (server uploads), one thread, ``--repeats``
@@ -13,7 +13,8 @@ Also reported: how far apart the two decoders' pixels are (mean absolute differe
 with ``--runs``, each trained run's validation accuracy on pixels from either decoder (the model
 is the same; only the decoding of its validation images changes).
 
-    .venv/bin/python benchmarks/decode.py ../shared/datasets/weather --size 128 --runs benchmarks/out/weather-photo-seed0
+    .venv/bin/python benchmarks/decode.py ../shared/datasets/weather --size 128 \
+        --runs benchmarks/out/weather-photo-seed0
 
 Results go to benchmarks/out/decode.json.
 """
@@ -24,13 +25,14 @@ import argparse
 import dataclasses
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from machine import save
+from common import given_path, save  # benchmarks/common.py
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
@@ -64,11 +66,10 @@ def validation_accuracy(run: Path, data: Path) -> dict[str, Any]:
     import json
 
     import cnnkit
-    from cnnkit import artifact
-    from cnnkit.training.config import load_data
+    from cnnkit.training.config import TrainConfig, load_data
     from cnnkit.training.fit import split_dataset
 
-    config = dataclasses.replace(artifact.read_config(run), data=str(data.resolve()))
+    config = dataclasses.replace(TrainConfig.from_run(run), data=str(data.resolve()))
     split = split_dataset(load_data(config), config)
     now = float((cnnkit.load(run).predict_proba(split.x_val).argmax(1) == split.y_val).mean())
     recorded = json.loads((run / "history.json").read_text())["val_accuracy"][-1]
@@ -78,10 +79,10 @@ def validation_accuracy(run: Path, data: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="trained runs on this folder")
+    parser.add_argument("--runs", type=given_path, nargs="*", default=[], help="trained runs on this folder")
     args = parser.parse_args()
     from cnnkit.images import decode_image
 

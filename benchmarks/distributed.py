@@ -30,9 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import save  # benchmarks/machine.py
+from common import ROOT, save  # benchmarks/common.py
 
-ROOT = Path(__file__).resolve().parent.parent
 SUBSET = ROOT / "tests" / "fixtures" / "mnist_subset.npz"
 ARGS = [str(SUBSET), "--recipe", "fast", "--epochs", "2", "--batch-size", "32", "--train-limit", "1500",
         "--test-limit", "300", "--distribute", "data-parallel"]

@@ -17,12 +17,13 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from machine import save
+from common import given_path, save  # benchmarks/common.py
 
 
 def timed(call: Callable[[np.ndarray], np.ndarray], x: np.ndarray, calls: int) -> dict[str, float]:
@@ -66,7 +67,7 @@ def engines(run: Path, folder: Path, threads: int) -> dict[str, Callable[[np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="+", type=given_path)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()

@@ -14,7 +14,6 @@ Goal (issue 3): epoch 2 from the folder ≤ 1.2 × an in-memory epoch.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import tempfile
@@ -23,15 +22,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from cnnkit.datasets.photos import load_folder  # noqa: E402
-from cnnkit.training.inputs import BatchStream  # noqa: E402
-from cnnkit.models import build_model  # noqa: E402
-from cnnkit.presets import get_preset  # noqa: E402
-from cnnkit.training.config import TrainConfig  # noqa: E402
-from cnnkit.training.fit import compile_model  # noqa: E402
+from cnnkit.datasets.photos import load_folder
+from cnnkit.models import build_model
+from cnnkit.presets import get_preset
+from cnnkit.training.config import TrainConfig
+from cnnkit.training.fit import compile_model
+from cnnkit.training.inputs import BatchStream
+
+from common import given_path, save
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -47,7 +48,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def train_epochs(x, y, epochs: int, lazy: bool) -> list[float]:
     preset = get_preset("photo")
-    config = TrainConfig(preset="photo", epochs=epochs).resolve()
+    config = TrainConfig(recipe="photo", epochs=epochs).resolve()
     keras.utils.set_random_seed(0)
     model = build_model(preset, num_classes=int(y.max()) + 1)
     compile_model(model, preset, config, steps_per_epoch=int(np.ceil(len(y) / config.batch_size)))
@@ -61,27 +62,25 @@ def train_epochs(x, y, epochs: int, lazy: bool) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="cnnkit-epochs-"))
     size = get_preset("photo").input_shape[:2]
-    result = {"date": datetime.date.today().isoformat(), "folder": str(args.folder), "cpus": os.cpu_count()}
+    result = {"folder": str(args.folder), "cpus": os.cpu_count()}
     for name in ("cold", "warm"):
         start = time.perf_counter()
         ds = load_folder(args.folder, image_size=size, home=home, in_memory=False)
         result[f"{name}_load_seconds"] = round(time.perf_counter() - start, 2)
-        result[f"{name}_streamed_epochs"] = [round(t, 2) for t in train_epochs(ds.x_train, ds.y_train, args.epochs, True)]
+        streamed = train_epochs(ds.x_train, ds.y_train, args.epochs, True)
+        result[f"{name}_streamed_epochs"] = [round(t, 2) for t in streamed]
         print(name, result, flush=True)
     x = np.asarray(ds.x_train)
     result["in_memory_epochs"] = [round(t, 2) for t in train_epochs(x, ds.y_train, args.epochs, False)]
     in_memory = float(np.median(result["in_memory_epochs"][1:]))
     result["ratio_epoch2_streamed_to_in_memory"] = round(result["warm_streamed_epochs"][1] / in_memory, 3)
     result["train_images"] = len(x)
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "folder_epochs.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(save("folder_epochs", **result), indent=2))
 
 
 if __name__ == "__main__":

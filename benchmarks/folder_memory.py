@@ -4,7 +4,7 @@ Generates a folder of 50,000 small PNG photos (10 classes of coloured patterns, 
 decoded dataset is 1.38 GB), then runs `cnnkit train FOLDER --recipe photo` twice in fresh
 processes: once streaming from the pixel cache (forced with CNNKIT_IN_MEMORY_MB=0) and once with
 the decoded pixels in memory. Both decode every file (into the cache), train a bounded number of
-steps, and evaluate on the whole test split. Peak RSS comes from the child's getrusage.
+steps, and evaluate on the whole test split. Peak RSS is the child's own (its rusage from wait4).
 
     .venv/bin/python benchmarks/folder_memory.py [--images 50000] [--steps 100]
 """
@@ -12,11 +12,7 @@ steps, and evaluate on the whole test split. Peak RSS comes from the child's get
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import given_path, save, train  # benchmarks/common.py
 
 
 def make_folder(folder: Path, n: int, size: int = 96, classes: int = 10) -> None:
@@ -41,27 +37,19 @@ def make_folder(folder: Path, n: int, size: int = 96, classes: int = 10) -> None
 
 
 def run(folder: Path, run_dir: Path, home: Path, steps: int, streaming: bool) -> dict:
-    env = {**os.environ, "CNNKIT_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"CNNKIT_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if streaming:
         env["CNNKIT_IN_MEMORY_MB"] = "0"
-    cmd = [sys.executable, "-m", "cnnkit.cli", "train", str(folder), "--recipe", "photo", "--epochs", "1",
-           "--steps-per-epoch", str(steps), "--out", str(run_dir), "--overwrite"]
-    script = ("import resource, subprocess, sys, json, time; t = time.time(); "
-              "rc = subprocess.run(sys.argv[1:]).returncode; "
-              "print(json.dumps({'rc': rc, 'seconds': time.time() - t, "
-              "'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
-    out = subprocess.run([sys.executable, "-c", script, *cmd], env=env, capture_output=True, text=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    if result["rc"] != 0:
-        raise SystemExit(out.stderr[-3000:])
-    return result
+    trained = train([str(folder), "--recipe", "photo", "--epochs", "1", "--steps-per-epoch", str(steps)], run_dir,
+                    env=env)
+    return {"rc": 0, "seconds": trained.wall_seconds, "peak_rss_mb": trained.peak_rss_mb}  # a failed run ends it
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--work", type=given_path, default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="cnnkit-folder-memory-"))
     folder, home = work / "photos", work / "home"
@@ -75,10 +63,7 @@ def main() -> None:
         name = "streaming from the pixel cache" if streaming else "decoded pixels in memory"
         rows[name] = run(folder, work / f"run-{int(streaming)}", home, args.steps, streaming)
         print(name, rows[name], flush=True)
-    result = {"date": datetime.date.today().isoformat(), "images": args.images, "decoded_dataset_mb": decoded_mb,
-              "steps": args.steps, "runs": rows}
-    (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "out" / "folder_memory.json").write_text(json.dumps(result, indent=2))
+    result = save("folder_memory", images=args.images, decoded_dataset_mb=decoded_mb, steps=args.steps, runs=rows)
     print(json.dumps(result, indent=2))
 
 

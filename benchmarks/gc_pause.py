@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from machine import save
+from common import given_path, save  # benchmarks/common.py
 
 
 def full_collections(times: int = 3) -> list[float]:
@@ -34,7 +34,7 @@ def full_collections(times: int = 3) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run")
+    parser.add_argument("run", type=given_path)
     args = parser.parse_args()
     import cnnkit
     from cnnkit.engines.choice import choose_engine
@@ -48,7 +48,7 @@ def main() -> None:
     gc.freeze()
     after = full_collections()
     print(f"{tracked:,} tracked objects; full collection {before} ms; after gc.freeze() {after} ms")
-    save("gc_pause", run=args.run, tracked_objects=tracked, full_collection_ms=before, after_freeze_ms=after)
+    save("gc_pause", run=str(args.run), tracked_objects=tracked, full_collection_ms=before, after_freeze_ms=after)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,12 @@ import dataclasses
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from machine import OUT, save  # benchmarks/machine.py
-
-ROOT = Path(__file__).resolve().parent.parent
+from common import OUT, ROOT, given_path, save, train  # benchmarks/common.py
 
 
 def presplit(source: Path, seed: int, minority: str, keep: float, target: Path) -> dict[str, int]:
@@ -60,18 +57,12 @@ def presplit(source: Path, seed: int, minority: str, keep: float, target: Path) 
     return counts
 
 
-def train(folder: Path, seed: int, weight: str, plan: list[str]) -> dict:
-    run = OUT / f"imbalance-{weight}-seed{seed}"
-    command = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--seed", str(seed),
-               "--class-weight", weight, *plan, "--out", str(run), "--overwrite"]
-    print("$", " ".join(command), flush=True)
-    done = subprocess.run(command, text=True, capture_output=True)
-    if done.returncode:
-        raise SystemExit(f"{weight} seed {seed} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((run / "metrics.json").read_text())
+def weighted(folder: Path, seed: int, weight: str, plan: list[str]) -> dict:
+    trained = train([str(folder), "--seed", str(seed), "--class-weight", weight, *plan],
+                    OUT / f"imbalance-{weight}-seed{seed}")
+    metrics, config = trained.metrics, trained.config["train"]
     recall = {row["class"]: row["recall"] for row in metrics["per_class"]}
-    line = next((l for l in done.stdout.splitlines() if l.startswith("Class weights:")), "")
-    config = json.loads((run / "config.json").read_text())["train"]
+    line = next((text for text in trained.stdout.splitlines() if text.startswith("Class weights:")), "")
     return {"seed": seed, "class_weight": weight, "weights": line, "test_accuracy": metrics["test_accuracy"],
             "balanced_accuracy": metrics["balanced_accuracy"], "recall": recall, "epochs": metrics["epochs"],
             "image_size": config["image_size"], "train_seconds": metrics["train_seconds"]}
@@ -79,7 +70,7 @@ def train(folder: Path, seed: int, weight: str, plan: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--minority", default="rain")
     parser.add_argument("--keep", type=float, default=0.1, help="share of the minority's training images kept")
@@ -92,10 +83,10 @@ def main() -> None:
         print(json.dumps({"seed": seed, **splits[seed]}), flush=True)
         # "none" plans the budget (auto's side and epochs); "auto" trains exactly that, so the pair differs
         # in the weights alone, not in what two clock readings planned.
-        rows.append(train(folder, seed, "none", ["--budget", str(args.budget)]))
+        rows.append(weighted(folder, seed, "none", ["--budget", str(args.budget)]))
         print(json.dumps(rows[-1]), flush=True)
         same = ["--epochs", str(rows[-1]["epochs"]), "--image-size", str(rows[-1]["image_size"])]
-        rows.append(train(folder, seed, "auto", same))
+        rows.append(weighted(folder, seed, "auto", same))
         print(json.dumps(rows[-1]), flush=True)
     save("imbalance", minority=args.minority, keep=args.keep, budget=args.budget, splits=splits, rows=rows)
     print(f"| class weight | seeds | balanced accuracy (mean) | {args.minority} recall (mean) | accuracy (mean) |")

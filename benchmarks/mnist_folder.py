@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from machine import OUT, save  # benchmarks/machine.py
+from common import OUT, ROOT, save, train  # benchmarks/common.py
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -50,25 +47,16 @@ def main() -> None:
         start = time.perf_counter()
         write_folder(folder)
         print(f"Wrote 70,000 PNG files in {time.perf_counter() - start:.0f} s", flush=True)
-    command = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--seed", str(args.seed),
-               "--out", str(run), "--overwrite"]
-    print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, text=True, capture_output=True)
-    wall = time.perf_counter() - start
-    print(done.stdout[-4000:], done.stderr[-2000:], flush=True)
-    if done.returncode:
-        raise SystemExit(f"training failed ({done.returncode})")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = json.loads((run / "config.json").read_text())
+    trained = train([str(folder), "--seed", str(args.seed)], run, echo=4000)
+    metrics, config = trained.metrics, trained.config
     from cnnkit.artifact import read_metadata
 
     row = {"seed": args.seed, "auto": config.get("auto"), "input_shape": read_metadata(run)["input_shape"],
-           "data_profile": config.get("data_profile"), "preset": config["train"]["preset"],
+           "data_profile": config.get("data_profile"), "preset": config["train"]["recipe"],
            "epochs": metrics["epochs"], "budget_minutes": config["train"]["budget"], "plan": config.get("budget_plan"),
            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
-           "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb)}
+           "train_seconds": metrics["train_seconds"], "wall_seconds": trained.wall_seconds,
+           "peak_rss_mb": round(trained.peak_rss_mb)}
     save(f"mnist_folder_seed{args.seed}", row=row)
     print(json.dumps(row, indent=2))
 

@@ -25,6 +25,8 @@ from starlette.routing import Route
 from cnnkit.artifact import load_model
 from cnnkit.images import decode_image
 
+from common import given_path  # benchmarks/common.py
+
 
 def create_naive_app(model_path: str) -> Starlette:
     model, metadata = load_model(model_path)
@@ -45,11 +47,11 @@ def create_naive_app(model_path: str) -> Starlette:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="run folder or .keras file")
+    parser.add_argument("model", type=given_path, help="run folder or .keras file")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
-    uvicorn.run(create_naive_app(args.model), host="127.0.0.1", port=args.port, log_level=args.log_level)
+    uvicorn.run(create_naive_app(str(args.model)), host="127.0.0.1", port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

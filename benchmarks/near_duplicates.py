@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from machine import save  # benchmarks/machine.py
+from common import CNNKIT, ROOT, given_path, save  # benchmarks/common.py
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 
@@ -56,7 +55,7 @@ def main() -> None:
     from cnnkit.images import decode_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--photos", type=int, default=60)
     args = parser.parse_args()
     index = index_folder(args.folder)
@@ -76,9 +75,9 @@ def main() -> None:
         others = [distance(hashes[i], hashes[j]) for j in range(n) if j != i]
         pair_min[i] = min(others)
     within = int((pair_min <= THRESHOLD).sum())
-    verify = subprocess.run([str(ROOT / ".venv" / "bin" / "cnnkit"), "verify", str(args.folder)], text=True,
+    verify = subprocess.run([str(CNNKIT), "verify", str(args.folder)], text=True,
                             capture_output=True)
-    line = next((l for l in verify.stdout.splitlines() if l.startswith("Near-duplicates:")), "")
+    line = next((text for text in verify.stdout.splitlines() if text.startswith("Near-duplicates:")), "")
     result = save("near_duplicates", threshold=THRESHOLD, copies={k: sorted(v) for k, v in kinds.items()},
                   distinct_nearest=np.percentile(pair_min, [0, 1, 5, 50]).tolist(), distinct_within=within,
                   photos=n, verify=line, verify_groups=verify.stdout.count(" = "))

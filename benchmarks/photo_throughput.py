@@ -35,22 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from machine import save
+from common import given_path, save  # benchmarks/common.py
 
 
 def cnnkit_rows(dataset: Any, epochs: int, augment: bool) -> dict[str, Any]:
     """Train recipe photo with cnnkit's fit; the training pass timed apart from validation and checkpoint."""
     from cnnkit._backend import keras
-    from cnnkit.presets import PRESETS, get_preset, register
+    from cnnkit.presets import get_preset
     from cnnkit.training.config import TrainConfig
     from cnnkit.training.fit import fit
 
     preset = get_preset("photo")
-    name = "photo"
-    if not augment:  # the same recipe without its augmentation layers, registered for this process only
-        name = "photo-no-augment"
-        if name not in PRESETS:
-            register(dataclasses.replace(preset, name=name, preprocessing={"rescale": preset.preprocessing["rescale"]}))
+    if not augment:  # the same recipe without its augmentation layers
+        preset = dataclasses.replace(preset, name="photo-no-augment",
+                                     preprocessing={"rescale": preset.preprocessing["rescale"]})
     spans: list[tuple[float, float]] = []
 
     class Clock(keras.callbacks.Callback):
@@ -60,7 +58,7 @@ def cnnkit_rows(dataset: Any, epochs: int, augment: bool) -> dict[str, Any]:
         def on_test_begin(self, logs=None):  # fit's validation starts: the training pass is over
             spans.append((self.start, time.perf_counter()))
 
-    config = TrainConfig(preset=name, epochs=epochs, seed=0, image_size=dataset.input_shape[0]).resolve()
+    config = TrainConfig(recipe=preset, epochs=epochs, seed=0, image_size=dataset.input_shape[0]).resolve()
     with tempfile.TemporaryDirectory() as folder:
         result = fit(dataset, config, Path(folder) / "run", verbose=0, callbacks=[Clock()])
     train = [end - start for start, end in spans][1:]
@@ -130,14 +128,14 @@ def torch_rows(x: np.ndarray, y: np.ndarray, classes: int, epochs: int, augment:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     from cnnkit.training.config import TrainConfig, load_data
     from cnnkit.training.fit import split_dataset
 
-    config = TrainConfig(data=str(args.folder.resolve()), preset="photo", image_size=args.size, seed=0).resolve()
+    config = TrainConfig(data=str(args.folder.resolve()), recipe="photo", image_size=args.size, seed=0).resolve()
     dataset = load_data(config)
     split = split_dataset(dataset, config)
     rows = []

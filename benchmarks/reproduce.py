@@ -12,49 +12,37 @@ table is printed for benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import datetime
-import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
+from common import OUT, ROOT, save, train  # benchmarks/common.py (sys.path[0] is this script's folder)
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 # article-002's 50 epochs take hours on 2 cores: give it a 30-minute budget instead.
 EXTRA = {"article-002": ["--max-minutes", "30"]}
 DEFAULT = ["article-000", "article-001", "article-004", "article-002"]
 
 
 def run(preset: str) -> dict:
-    run_dir = OUT / f"reproduce-{preset}"
-    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "reproduce", preset, "--out", str(run_dir), "--overwrite",
-           *EXTRA.get(preset, [])]
-    print("$", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, text=True, capture_output=True)
-    wall = time.perf_counter() - start
-    sys.stdout.write(proc.stdout[-2000:])
-    if proc.returncode != 0:
-        raise SystemExit(f"{preset} failed:\n{proc.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    trained = train([preset, *EXTRA.get(preset, [])], OUT / f"reproduce-{preset}", command="reproduce", echo=2000)
+    metrics = trained.metrics
     sys.path.insert(0, str(ROOT / "src"))
     from cnnkit.presets import get_preset
 
     reported = get_preset(preset).reported
     return {
         "preset": preset, "epochs": metrics["epochs"], "test_accuracy": metrics["test_accuracy"],
-        "test_loss": metrics["test_loss"], "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1),
-        "reported_metric": reported.metric if reported else None, "reported_value": reported.value if reported else None,
+        "test_loss": metrics["test_loss"], "train_seconds": metrics["train_seconds"],
+        "wall_seconds": trained.wall_seconds,
+        "reported_metric": reported.metric if reported else None,
+        "reported_value": reported.value if reported else None,
         "reported_note": reported.note if reported else "",
     }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | article reported | cnnkit test accuracy | epochs | training time | wall time (whole command) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | article reported | cnnkit test accuracy | epochs | training time | wall time (whole command) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(f"| {r['preset']} | {r['reported_value']:.2%} {r['reported_metric']} ({r['reported_note']}) | "
                      f"{r['test_accuracy']:.2%} (loss {r['test_loss']:.4f}) | {r['epochs']} | "
@@ -64,11 +52,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     presets = sys.argv[1:] or DEFAULT
-    OUT.mkdir(parents=True, exist_ok=True)
     rows = [run(p) for p in presets]
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "rows": rows}
-    (OUT / "reproduce.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{result['date']}, {result['machine']}\n")
+    save("reproduce", rows=rows)
     print(table(rows))
 
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import signal
@@ -38,11 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
+from common import OUT, ROOT, given_path, save  # benchmarks/common.py (sys.path[0] is this script's folder)
 from peers.servers import HOST, free_port  # benchmarks/peers/servers.py
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 FIXTURE = ROOT / "tests" / "fixtures" / "mnist_subset.npz"
 WARMUP_REQUESTS = 50
 REQUEST_TIMEOUT_S = 30.0  # one stuck request counts as an error instead of hanging the run
@@ -52,7 +48,7 @@ import sys
 from cnnkit.artifact import ModelMetadata, save_model
 from cnnkit.models import build_model
 save_model(build_model("fast"), sys.argv[1], ModelMetadata(class_names=[str(i) for i in range(10)],
-           input_shape=[28, 28, 1], color_mode="grayscale", preset="fast"))
+           input_shape=[28, 28, 1], color_mode="grayscale", recipe="fast"))
 """
 
 # -- machine and versions ---------------------------------------------------------------------
@@ -175,8 +171,8 @@ async def client(server: Server, requests: list[bytes], phase: Phase, deadline: 
             if writer is None:
                 reader, writer = await asyncio.open_connection(HOST, server.port)
             status, keep = await asyncio.wait_for(_exchange(reader, writer, request), REQUEST_TIMEOUT_S)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
-                ValueError, IndexError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                IndexError) as exc:
             phase.error(type(exc).__name__)
             if writer is not None:
                 writer.close()
@@ -244,7 +240,8 @@ def table(rows: list[dict], ratios: dict[str, float | None]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="run folder or .keras file (default: a fresh untrained `fast` model)")
+    parser.add_argument("--model", type=given_path,
+                        help="run folder or .keras file (default: a fresh untrained `fast` model)")
     parser.add_argument("--clients", default="1,32", help="comma-separated client counts (default 1,32)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement (default 30)")
     parser.add_argument("--max-requests", type=int, default=200_000,
@@ -256,13 +253,11 @@ def main() -> int:
         parser.error(f"Expected positive --clients, --seconds and --max-requests. Received: --clients {args.clients} "
                      f"--seconds {args.seconds} --max-requests {args.max_requests}.")
 
-    OUT.mkdir(parents=True, exist_ok=True)
     pngs = sample_pngs()
     with tempfile.TemporaryDirectory(prefix="cnnkit-serve-load-") as tmp:
         workdir = Path(tmp)
-        model = args.model
-        if model is None:
-            model = str(workdir / "fast.keras")
+        model = str(args.model or workdir / "fast.keras")
+        if args.model is None:
             print(f"building an untrained `fast` model in {model}", flush=True)
             subprocess.run([sys.executable, "-c", BUILD_MODEL, model], check=True, cwd=ROOT,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -273,16 +268,13 @@ def main() -> int:
     by = {(r["server"], r["clients"]): r for r in rows}
     ratios = {str(c): (round(by["cnnkit", c]["requests_per_s"] / by["naive", c]["requests_per_s"], 2)
                        if by["naive", c]["requests_per_s"] else None) for c in client_counts}
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "versions": versions(),
-              "settings": {"model": args.model or "untrained fast (built by the script)", "clients": client_counts,
-                           "seconds": args.seconds, "max_requests": args.max_requests,
-                           "max_wait_ms": args.max_wait_ms, "warmup_requests": WARMUP_REQUESTS},
-              "rows": rows, "throughput_ratio_cnnkit_over_naive": ratios}
-    (OUT / "serve_load.json").write_text(json.dumps(result, indent=2))
-
-    v = result["versions"]
-    print(f"\n{result['date']}, {result['machine']}, Python {v['python']}, Keras {v.get('keras')} "
-          f"({v['keras_backend']}), TensorFlow {v.get('tensorflow')}")
+    v = versions()
+    save("serve_load", versions=v,
+         settings={"model": str(args.model or "untrained fast (built by the script)"), "clients": client_counts,
+                   "seconds": args.seconds, "max_requests": args.max_requests, "max_wait_ms": args.max_wait_ms,
+                   "warmup_requests": WARMUP_REQUESTS},
+         rows=rows, throughput_ratio_cnnkit_over_naive=ratios)
+    print(f"Python {v['python']}, Keras {v.get('keras')} ({v['keras_backend']}), TensorFlow {v.get('tensorflow')}")
     print(f"{args.seconds:g} s per measurement; latency of 200 answers only; the load generator shares the "
           f"{os.cpu_count()} cores with the server under test.\n")
     print(table(rows, ratios))

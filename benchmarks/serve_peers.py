@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from machine import save  # benchmarks/machine.py (sys.path[0] is this script's folder)
+from common import given_path, save  # benchmarks/common.py (sys.path[0] is this script's folder)
 from peers.servers import MLSERVER_VENV, NAMES, PEERS, Server, lua_pattern, make_servers
 
 LABEL = """
@@ -50,19 +50,18 @@ CEILING_SHARE = "cnnkit_over_ceiling_requests_per_s"
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}
 
 
-def keras_file(model: str) -> Path:
+def keras_file(model: Path) -> Path:
     """The .keras file of a run folder or .keras path (what the peers load)."""
-    path = Path(model).resolve()
-    path = path / "model.keras" if path.is_dir() else path
+    path = model / "model.keras" if model.is_dir() else model
     if path.suffix != ".keras" or not path.is_file():
-        raise SystemExit(f"Expected a run folder with model.keras, or a .keras file. Received: {model!r}.")
+        raise SystemExit(f"Expected a run folder with model.keras, or a .keras file. Received: {str(model)!r}.")
     return path
 
 
-def expected_label(model: str, image: Path) -> tuple[str, dict[str, Any]]:
+def expected_label(model: Path, image: Path) -> tuple[str, dict[str, Any]]:
     """The label `cnnkit predict` gives for ``image``, and the model's test-time augmentation (in a subprocess:
     this process stays free of TensorFlow)."""
-    out = subprocess.run([sys.executable, "-c", LABEL, model, str(image)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", LABEL, str(model), str(image)], capture_output=True, text=True,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if out.returncode != 0:
         raise SystemExit(f"cnnkit could not predict {image} with {model}:\n{out.stderr[-2000:]}")
@@ -194,8 +193,9 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", metavar="RUN_OR_MODEL", help="run folder or .keras file")
-    parser.add_argument("image", type=Path, help="the image file every request sends")
+    # Both made absolute against the folder this was started from: each server runs in a temporary folder.
+    parser.add_argument("model", metavar="RUN_OR_MODEL", type=given_path, help="run folder or .keras file")
+    parser.add_argument("image", type=given_path, help="the image file every request sends")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per wrk run (default 20)")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32], help="wrk connections (default 1 32)")
     parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="servers to run (default all)")

@@ -20,7 +20,6 @@ Results go to benchmarks/out/throughput.json; a Markdown table is printed for RE
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -30,10 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine  # benchmarks/machine.py
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+from common import ROOT, save  # benchmarks/common.py
 
 
 class EpochTimer:
@@ -74,8 +70,8 @@ def data(images: int):
 
 
 def cnnkit_fit(recipe: str, arrays, epochs: int) -> float:
-    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
+    from cnnkit.training.config import TrainConfig
     from cnnkit.training.fit import fit
 
     x_tr, y_tr, x_val, y_val, x_te, y_te = arrays
@@ -83,7 +79,7 @@ def cnnkit_fit(recipe: str, arrays, epochs: int) -> float:
                       class_names=[str(i) for i in range(10)], color_mode="grayscale")
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as tmp:
-        fit(dataset, TrainConfig(preset=recipe, epochs=epochs + 1, schedule="constant").resolve(), Path(tmp) / "run",
+        fit(dataset, TrainConfig(recipe=recipe, epochs=epochs + 1, schedule="constant").resolve(), Path(tmp) / "run",
             verbose=0, callbacks=[timer.callback])
         end = time.perf_counter()
     return len(x_tr) / statistics.median(timer.seconds(end)[1:])
@@ -144,13 +140,9 @@ def main() -> None:
         row["predictor"], row["model_predict"] = inference(recipe, arrays)
         rows.append({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()})
         print(json.dumps(rows[-1]), flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "train_images": len(arrays[0]),
-              "rows": rows}
-    (OUT / "throughput.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{result['date']}, {result['machine']}\n")
-    print("| recipe | cnnkit training img/s | bare `model.fit` (defaults) | bare, `jit_compile=False` | cnnkit / best bare "
-          "| inference: `Predictor` img/s | `model.predict` img/s |")
+    save("throughput", train_images=len(arrays[0]), rows=rows)
+    print("| recipe | cnnkit training img/s | bare `model.fit` (defaults) | bare, `jit_compile=False` "
+          "| cnnkit / best bare | inference: `Predictor` img/s | `model.predict` img/s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         best = max(r["bare_default"], r["bare_no_xla"])

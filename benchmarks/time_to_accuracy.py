@@ -27,7 +27,6 @@ Results go to benchmarks/out/time_to_accuracy.json; a Markdown table is printed 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -38,10 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine  # benchmarks/machine.py
+from common import ROOT, save  # benchmarks/common.py
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 CHECKS_PER_EPOCH = 10
 
 
@@ -115,13 +112,13 @@ def keras_watch_callback(watch: Watch, steps_per_epoch: int):
 
 
 def run_cnnkit(data, seed: int, target: float, recipe: str, max_epochs: int | None) -> dict:
-    from cnnkit.training.config import TrainConfig
     from cnnkit.datasets.base import Dataset
     from cnnkit.presets import get_preset
+    from cnnkit.training.config import TrainConfig
     from cnnkit.training.fit import fit
 
     x_tr, y_tr, x_val, y_val, x_te, y_te = data
-    config = TrainConfig(preset=recipe, seed=seed, epochs=max_epochs).resolve()
+    config = TrainConfig(recipe=recipe, seed=seed, epochs=max_epochs).resolve()
     dataset = Dataset(name="mnist", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, x_val=x_val, y_val=y_val,
                       class_names=[str(i) for i in range(10)], color_mode="grayscale")
     steps = -(-len(x_tr) // config.batch_size)
@@ -327,11 +324,7 @@ def main() -> None:
             rows.extend(run_tuomaso(data, seed, args.target, epochs) for epochs in (1, 2))
         for row in rows[-(len(args.only) + ("tuomaso" in args.only)):]:
             print(json.dumps({k: v for k, v in row.items() if k != "checks"}), flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "target": args.target,
-              "split_seed": args.split_seed, "rows": rows}
-    (OUT / "time_to_accuracy.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{result['date']}, {result['machine']}\n")
+    save("time_to_accuracy", target=args.target, split_seed=args.split_seed, rows=rows)
     print(summary(rows, args.target))
 
 

@@ -19,42 +19,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from machine import OUT, save
-
-ROOT = Path(__file__).resolve().parent.parent
+from common import OUT, given_path, save, train  # benchmarks/common.py
 
 
 def run(folder: Path, backbone: str, weights: str, home: Path, name: str, extra: list[str]) -> dict:
-    run_dir = OUT / f"transfer-{backbone}-{name}"
-    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--backbone", backbone, "--weights", weights,
-           "--out", str(run_dir), "--overwrite", *extra]
-    print("$", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "CNNKIT_HOME": str(home)})
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{backbone} ({name}) failed:\n{proc.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    stages = metrics["transfer"]
-    return {**stages, "test_accuracy": metrics["test_accuracy"], "wall_seconds": round(wall, 1)}
+    trained = train([str(folder), "--backbone", backbone, "--weights", weights, *extra],
+                    OUT / f"transfer-{backbone}-{name}", env={"CNNKIT_HOME": str(home)})
+    metrics = trained.metrics
+    return {**metrics["transfer"], "test_accuracy": metrics["test_accuracy"], "wall_seconds": trained.wall_seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v3_small", "efficientnet_v2_b0"])
     parser.add_argument("--weights", default="none")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `cnnkit train` options, last")
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"Expected a folder of photos. Received: {args.folder} (not a folder).")
-    OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnnkit-transfer-bench-") as home:
         for backbone in args.backbones:
@@ -62,7 +48,8 @@ def main() -> None:
             second = run(args.folder, backbone, args.weights, Path(home), "second", args.extra)
             row = {"backbone": backbone, "weights": args.weights, "images": first["features_computed"],
                    "feature_images_per_second": round(first["features_computed"] / first["feature_seconds"], 1),
-                   "first_feature_seconds": first["feature_seconds"], "second_feature_seconds": second["feature_seconds"],
+                   "first_feature_seconds": first["feature_seconds"],
+                   "second_feature_seconds": second["feature_seconds"],
                    "cache_speedup": round(first["feature_seconds"] / max(second["feature_seconds"], 1e-9), 1),
                    "second_computed": second["features_computed"], "head_seconds": first["head_seconds"],
                    "test_accuracy": first["test_accuracy"], "first_wall_seconds": first["wall_seconds"],

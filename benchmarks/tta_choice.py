@@ -15,33 +15,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
-from machine import save
+from common import given_path, save  # benchmarks/common.py
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="+", type=given_path)
     parser.add_argument("--tta", required=True, help="the spec to try, as JSON")
-    parser.add_argument("--data", help="the dataset path, when the runs recorded a relative one from elsewhere")
+    parser.add_argument("--data", type=given_path,
+                        help="the dataset path, when the runs recorded a relative one from elsewhere")
     args = parser.parse_args()
-    from cnnkit import artifact
     from cnnkit.engines import with_tta
     from cnnkit.predictor import Predictor
-    from cnnkit.training.config import load_data
+    from cnnkit.training.config import TrainConfig, load_data
     from cnnkit.training.fit import split_dataset
     from cnnkit.tta import check_spec
 
     spec = check_spec(json.loads(args.tta))
     rows = []
     for run in args.runs:
-        config = artifact.read_config(run)
+        config = TrainConfig.from_run(run)
         if args.data:
-            config = dataclasses.replace(config, data=os.path.abspath(args.data))
+            config = dataclasses.replace(config, data=str(args.data))
         split = split_dataset(load_data(config), config)
         predictor = Predictor.from_artifact(run, tta=False)
         row = {"run": str(run), "val_size": len(split.y_val)}

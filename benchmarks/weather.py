@@ -18,39 +18,25 @@ benchmarks/out/weather.json, and a Markdown table (mean ± std, min, max) is pri
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
-import subprocess
-import time
 from pathlib import Path
 
-from machine import machine  # benchmarks/machine.py (scripts run from anywhere: sys.path[0] is their folder)
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+from common import OUT, given_path, save, train  # benchmarks/common.py (sys.path[0] is this script's folder)
 
 
 def run(folder: Path, recipe: str, seed: int, per_class: int | None, extra: list[str]) -> dict:
-    run_dir = OUT / f"weather-{recipe}-seed{seed}"
-    cmd = [str(ROOT / ".venv" / "bin" / "cnnkit"), "train", str(folder), "--seed", str(seed),
-           "--out", str(run_dir), "--overwrite", *extra]
+    options = [str(folder), "--seed", str(seed), *extra]
     if recipe != "auto":  # auto: the default, no option at all
-        cmd += ["--recipe", recipe]
+        options += ["--recipe", recipe]
     if per_class:
-        cmd += ["--train-per-class", str(per_class)]
-    print("$", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, text=True, capture_output=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{recipe} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+        options += ["--train-per-class", str(per_class)]
+    trained = train(options, OUT / f"weather-{recipe}-seed{seed}")
+    metrics, config = trained.metrics, trained.config
     row = {"recipe": recipe, "seed": seed, "test_accuracy": metrics["test_accuracy"],
            "balanced_accuracy": metrics.get("balanced_accuracy"),
            "test_loss": metrics["test_loss"], "epochs": metrics["epochs"],
-           "train_seconds": metrics["train_seconds"], "wall_seconds": round(wall, 1),
+           "train_seconds": metrics["train_seconds"], "wall_seconds": trained.wall_seconds,
            "train_size": metrics["train_size"], "val_size": metrics["val_size"],
            "test_size": metrics["test_samples"], "val_accuracy": metrics["val_accuracy"],
            "image_size": config["train"].get("image_size"),
@@ -74,7 +60,7 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=given_path)
     parser.add_argument("--recipes", nargs="+", default=["article-003", "photo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-per-class", type=int, default=150,
@@ -83,13 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"Expected a folder of photos. Received: {args.folder} (not a folder).")
-    OUT.mkdir(parents=True, exist_ok=True)
     rows = [run(args.folder, recipe, seed, args.train_per_class or None, args.extra)
             for seed in args.seeds for recipe in args.recipes]
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(), "folder": str(args.folder),
-              "train_per_class": args.train_per_class, "rows": rows}
-    (OUT / "weather.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{result['date']}, {result['machine']}\n")
+    save("weather", folder=str(args.folder), train_per_class=args.train_per_class, rows=rows)
     print(summary(rows))
 
 

@@ -17,6 +17,8 @@ import math
 import statistics
 from pathlib import Path
 
+from common import given_path  # benchmarks/common.py
+
 
 def load_rows(paths: list[Path]) -> dict[tuple[str, int], float]:
     """``(recipe, seed) -> test accuracy`` over every file; a pair seen twice is refused."""
@@ -56,7 +58,7 @@ def _seeds(n: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("files", nargs="+", type=given_path)
     parser.add_argument("--recipes", nargs=2, default=["auto", "photo"], metavar=("FIRST", "SECOND"))
     args = parser.parse_args()
     print(paired(load_rows(args.files), *args.recipes))

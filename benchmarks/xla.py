@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import save  # benchmarks/machine.py
+from common import save  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def images_per_second(preset_name: str, jit: bool, steps: int) -> float:
     from cnnkit._backend import keras
-    from cnnkit.training import inputs as feed
     from cnnkit.models import build_model, make_optimizer, resolve_precision
     from cnnkit.presets import get_preset
+    from cnnkit.training import inputs as feed
 
     preset = get_preset(preset_name)
     keras.utils.set_random_seed(0)

@@ -19,7 +19,6 @@ import os
 from typing import Any
 
 import litserve as ls
-
 from peer_model import PeerModel
 
 

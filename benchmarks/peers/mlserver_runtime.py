@@ -17,7 +17,6 @@ from mlserver import MLModel
 from mlserver.codecs import Base64Codec, NumpyCodec, StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
-
 from peer_model import PeerModel
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402  (after the log level)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
 
 METADATA_MEMBER = "cnnkit.json"
 

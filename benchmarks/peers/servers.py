@@ -164,16 +164,21 @@ def mlserver_folder(workdir: Path, keras_file: Path, workers: int) -> tuple[Path
     return folder, http_port
 
 
-def make_servers(names: list[str], model: str, keras_file: Path, png: bytes, label: str, no_tta: bool,
+def make_servers(names: list[str], model: Path, keras_file: Path, png: bytes, label: str, no_tta: bool,
                  workdir: Path) -> list[Server]:
-    """The servers named in ``names`` (in that order), each set up in ``workdir``."""
+    """The servers named in ``names`` (in that order), each set up in ``workdir``.
+
+    Each server runs with ``workdir`` as its working folder, so every path it is handed is absolute
+    (a relative one is taken against this process's working folder, as its caller meant it).
+    """
+    model, keras_file = Path(model).absolute(), Path(keras_file).absolute()
     cores = os.cpu_count() or 1
     python = sys.executable
     servers: list[Server] = []
     for name in names:
         port = free_port()
         if name == "cnnkit":
-            cmd = [python, "-m", "cnnkit.cli", "serve", model, "--host", HOST, "--port", str(port),
+            cmd = [python, "-m", "cnnkit.cli", "serve", str(model), "--host", HOST, "--port", str(port),
                    "--log-level", "warning", *(["--no-tta"] if no_tta else [])]
             servers.append(Server(name, "cnnkit serve, default settings" + (", --no-tta" if no_tta else ""),
                                   cmd, "/v1/predict", "/readyz", "image/png", png, LABEL_FIELD, port, workdir))
