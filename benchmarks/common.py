@@ -10,14 +10,16 @@ serve_load.py) can import it too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,21 +79,50 @@ class Trained:
     peak_rss_mb: float  # the process's own peak resident memory (with any children it waited for)
 
 
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """The ``src`` folder of git ``revision``, checked out (``git worktree add``) into a temporary folder for
+    the block; for :func:`train`'s ``src``, to run another version of cnnkit beside this one."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", revision], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    tree = Path(tempfile.mkdtemp(prefix="cnnkit-rev-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True,
+                   capture_output=True)
+    try:
+        yield tree / "src"
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+        tree.parent.rmdir()
+
+
+def cnnkit_command(src: Path | None, env: Mapping[str, str]) -> list[str]:
+    """How to start cnnkit: the .venv's command, or with ``src`` this interpreter on that source tree, after
+    checking that ``import cnnkit`` loads from it (SystemExit otherwise)."""
+    if src is None:
+        return [str(CNNKIT)]
+    out = subprocess.run([sys.executable, "-c", "import cnnkit, os; print(os.path.dirname(cnnkit.__file__))"],
+                         env={**env, "PYTHONPATH": str(src)}, capture_output=True, text=True, check=True).stdout
+    if Path(out.strip()).resolve() != (src / "cnnkit").resolve():
+        raise SystemExit(f"PYTHONPATH={src} imports cnnkit from {out.strip()}, not from {src / 'cnnkit'}.")
+    return [sys.executable, "-m", "cnnkit.cli"]
+
+
 def train(args: Sequence[str | os.PathLike[str]], out: Path, *, command: str = "train",
-          env: Mapping[str, str] | None = None, echo: int = 0) -> Trained:
+          env: Mapping[str, str] | None = None, echo: int = 0, src: Path | None = None) -> Trained:
     """Run ``cnnkit COMMAND ARGS --out OUT --overwrite`` (train, or reproduce, which trains the same way) in
     its own process with the project's .venv, then read the run folder it wrote.
 
     ``env`` adds variables to this process's environment; ``echo`` prints that many characters of the
-    end of the command's output once it is done. A failed command ends the benchmark (SystemExit) with
-    the end of its stderr.
+    end of the command's output once it is done; ``src`` runs the cnnkit of that source tree instead
+    (:func:`checkout`). A failed command ends the benchmark (SystemExit) with the end of its stderr.
     """
-    cmd = [str(CNNKIT), command, *map(str, args), "--out", str(out), "--overwrite"]
+    env = {**os.environ, **(env or {}), **({"PYTHONPATH": str(src)} if src else {})}
+    cmd = [*cnnkit_command(src, env), command, *map(str, args), "--out", str(out), "--overwrite"]
     print("$", " ".join(cmd), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:  # files: a full pipe would stall it
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env)
         try:
             # wait4, not wait: the child's own rusage. RUSAGE_CHILDREN's peak is the largest of every child so far.
             _, status, usage = os.wait4(proc.pid, 0)

@@ -18,22 +18,24 @@ benchmarks/out/weather.json, and a Markdown table (mean ± std, min, max) is pri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from pathlib import Path
 
-from common import OUT, given_path, save, train  # benchmarks/common.py (sys.path[0] is this script's folder)
+from common import OUT, checkout, given_path, save, train  # benchmarks/common.py (sys.path[0] is this script's folder)
 
 
-def run(folder: Path, recipe: str, seed: int, per_class: int | None, extra: list[str]) -> dict:
+def run(folder: Path, label: str, seed: int, per_class: int | None, extra: list[str], src: Path | None) -> dict:
+    recipe = label.split("@")[0]  # RECIPE@REVISION: that recipe in the cnnkit of that git revision
     options = [str(folder), "--seed", str(seed), *extra]
     if recipe != "auto":  # auto: the default, no option at all
         options += ["--recipe", recipe]
     if per_class:
         options += ["--train-per-class", str(per_class)]
-    trained = train(options, OUT / f"weather-{recipe}-seed{seed}")
+    trained = train(options, OUT / f"weather-{label.replace('@', '-at-')}-seed{seed}", src=src)
     metrics, config = trained.metrics, trained.config
-    row = {"recipe": recipe, "seed": seed, "test_accuracy": metrics["test_accuracy"],
+    row = {"recipe": label, "seed": seed, "test_accuracy": metrics["test_accuracy"],
            "balanced_accuracy": metrics.get("balanced_accuracy"),
            "test_loss": metrics["test_loss"], "epochs": metrics["epochs"],
            "train_seconds": metrics["train_seconds"], "wall_seconds": trained.wall_seconds,
@@ -61,7 +63,9 @@ def summary(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=given_path)
-    parser.add_argument("--recipes", nargs="+", default=["article-003", "photo"])
+    parser.add_argument("--recipes", nargs="+", default=["article-003", "photo"],
+                        help="recipes, auto for no option; RECIPE@REV runs it in git revision REV's cnnkit")
+    parser.add_argument("--name", default="weather", help="benchmarks/out/<name>.json")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-per-class", type=int, default=150,
                         help="article 003's protocol; 0: cnnkit's default split (test 20 %%, validation 10 %%)")
@@ -69,9 +73,13 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"Expected a folder of photos. Received: {args.folder} (not a folder).")
-    rows = [run(args.folder, recipe, seed, args.train_per_class or None, args.extra)
-            for seed in args.seeds for recipe in args.recipes]
-    save("weather", folder=str(args.folder), train_per_class=args.train_per_class, rows=rows)
+    rows: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        trees = {label: stack.enter_context(checkout(label.split("@")[1])) for label in args.recipes if "@" in label}
+        for seed in args.seeds:
+            for label in args.recipes:
+                rows.append(run(args.folder, label, seed, args.train_per_class or None, args.extra, trees.get(label)))
+                save(args.name, folder=str(args.folder), train_per_class=args.train_per_class, rows=rows)
     print(summary(rows))
 
 

@@ -140,7 +140,8 @@ def check_mode(mode: str) -> str:
 
     if mode not in MODES:
         raise ConfigError(f"Unknown near-duplicate handling. Expected one of {MODES}. Received: near_duplicates="
-                          f"{mode!r}.", "Set near_duplicates to group (default), drop or off.", params="near_duplicates")
+                          f"{mode!r}.", "Set near_duplicates to group (default), drop or off.",
+                          params="near_duplicates")
     return mode
 
 

@@ -76,7 +76,8 @@ def split_index(
         if few:
             listing = ", ".join(f"{name!r} has {n}" for name, n in few.items())
             raise DataError(f"Expected at least 2 images in every class (one to train on, one to test on). "
-                            f"Received: {listing}.", "Add images to those classes, or take their files out of the folder.")
+                            f"Received: {listing}.",
+                            "Add images to those classes, or take their files out of the folder.")
         return _carve(np.arange(len(labels)), labels, val_fraction, test_fraction, seed)
     split = np.array([s or "" for s in index.presplit])
     pool = np.flatnonzero(split == "train")
@@ -94,8 +95,9 @@ def split_index(
             parts.notes.append(f"No {name}/ folder: carved {fraction:.0%} of each class in train/ as {name}.")
     spanning = [g for g in groups if len({index.presplit[i] for i in g}) > 1]
     if spanning:
+        example = ", ".join(index.relative(index.paths[i]) for i in spanning[0])
         parts.notes.append(f"{len(spanning)} near-duplicate groups span your train/val/test folders (their test "
-                           f"score is inflated), e.g. {', '.join(index.relative(index.paths[i]) for i in spanning[0])}.")
+                           f"score is inflated), e.g. {example}.")
     missing = sorted(set(index.class_names) - {index.class_names[y] for y in labels[parts.train]})
     if missing:
         parts.notes.append(f"Classes with no training images: {', '.join(missing)}.")

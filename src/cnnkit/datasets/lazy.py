@@ -40,7 +40,7 @@ class LazyImages:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray | "LazyImages":
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray | LazyImages:
         """An integer gives one image (read now); a slice or index array gives a lazy subset."""
         if isinstance(key, (int, np.integer)):
             return self.read(np.asarray([self.rows[key]]))[0]

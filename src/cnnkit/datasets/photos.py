@@ -26,7 +26,6 @@ from cnnkit.datasets.pixelcache import PIXELS, DecodedImages, decode_all
 from cnnkit.datasets.profile import DataProfile, profile_images
 from cnnkit.errors import DataError
 
-
 IN_MEMORY_LIMIT = int(os.environ.get("CNNKIT_IN_MEMORY_MB", "2048")) * 2**20  # larger decoded folders stream
 
 
@@ -91,7 +90,8 @@ def scan_folder(
         # shape) are the same for every recipe trained on this folder: a comparison of recipes is a fair one.
         candidates = np.flatnonzero(decoded.ok & hashable(profile.widths, profile.heights))
         if len(candidates) > 1 and (size, color_mode, resize) == ((HASH_SIDE, HASH_SIDE), "rgb", "stretch"):
-            profile.groups = near_duplicate_groups(cached_hashes(decoded.folder, decoded.pixels, decoded.ok), candidates)
+            hashes = cached_hashes(decoded.folder, decoded.pixels, decoded.ok)
+            profile.groups = near_duplicate_groups(hashes, candidates)
         elif len(candidates) > 1:  # only the images large enough to hash are decoded again, once (cached)
             source = decode_all([index.paths[i] for i in candidates], [index.sha256[i] for i in candidates],
                                 size=(HASH_SIDE, HASH_SIDE), color_mode="rgb", resize="stretch", home=home)

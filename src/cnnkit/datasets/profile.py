@@ -108,7 +108,8 @@ class DataProfile:
                  f"Class balance: largest / smallest class = {self.imbalance_ratio:.2f}"]
         if self.groups:
             copies = sum(len(g) for g in self.groups)
-            lines.append(f"Near-duplicates: {len(self.groups)} group{'s' * (len(self.groups) != 1)} of look-alike images ({copies} images)")
+            groups = f"{len(self.groups)} group{'s' * (len(self.groups) != 1)}"
+            lines.append(f"Near-duplicates: {groups} of look-alike images ({copies} images)")
         return lines
 
     def to_dict(self) -> dict[str, Any]:
