@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNNKIT_HOME", str(tmp_path_factory.mktemp("cnnkit_home")))
+    monkeypatch.setenv("CNNKIT_OFFLINE", "1")  # recipe auto fetches no weights; the fetch's own tests unset it
 
 
 @pytest.fixture(scope="session")

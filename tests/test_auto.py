@@ -63,13 +63,13 @@ def test_a_tight_budget_shrinks_the_photo_side(tmp_path, monkeypatch):
     seen = []
 
     def fake_probe(trial, input_shape, num_classes, n_train, n_val):  # the clock, not the choice, is faked
-        seen.append((input_shape, num_classes, trial.budget))
+        seen.append((input_shape, num_classes, trial.budget, trial.batch_size))
         return Plan(trial.budget * 60, epochs, 1, 0.1, 1.0, 32)
 
     monkeypatch.setattr(fit, "probe_plan", fake_probe)
     epochs = 60  # the recipe's own epochs fit: the side stays
     assert fit_side(choice, inspected, config, 10.0) == choice
-    assert seen == [((160, 160, 3), 2, 10.0)]
+    assert seen == [((160, 160, 3), 2, 10.0, 8)]  # steps of 8 photos at 160 px: a quarter of the recipe's memory
     epochs = 45  # three quarters of them (MIN_EPOCH_SHARE): the side still stays
     assert fit_side(choice, inspected, config, 10.0) == choice
     epochs = 20  # 4/9 of the 45 wanted: two thirds of the side, 106.7 -> 96

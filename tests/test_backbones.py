@@ -23,7 +23,7 @@ from cnnkit.errors import ConfigError
 from cnnkit.models import build_model
 from cnnkit.models.backbones import BACKBONES, backbone_names, count_flops, get_backbone
 from cnnkit.models.transfer import find_backbone, load_backbone_weights
-from cnnkit.models.weights import MIRROR_ENV, resolve_weights
+from cnnkit.models.weights import MIRROR_ENV, OFFLINE_ENV, resolve_weights
 from cnnkit.presets import Preset
 
 # Where Keras pins each file: (module of keras.src.applications, its key in WEIGHTS_HASHES, base URL name).
@@ -148,13 +148,34 @@ def test_unknown_backbone_and_too_small_input_are_clear_errors():
 
 # -- the fetch: Keras' get_file against a real HTTP server on loopback ------------------------------
 
+class CountingServer(http.server.ThreadingHTTPServer):
+    """Counts the connections it accepts and the paths asked for with GET."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.connections = 0
+        self.gets: list[str] = []
+
+    def verify_request(self, request, client_address):
+        self.connections += 1
+        return True
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        self.server.gets.append(self.path)
+        super().do_GET()
+
+
 @pytest.fixture
-def server(tmp_path):
-    """An HTTP server on a free loopback port serving ``tmp_path / "served"``; stopped at the end."""
+def server(tmp_path, monkeypatch):
+    """An HTTP server on a free loopback port serving ``tmp_path / "served"``; stopped at the end. Downloads
+    are allowed (conftest forbids them elsewhere)."""
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = functools.partial(CountingHandler, directory=str(folder))
+    httpd = CountingServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield folder, f"http://127.0.0.1:{httpd.server_address[1]}/", httpd
@@ -215,6 +236,7 @@ def test_a_stopped_server_is_a_clear_error_within_seconds(server, tmp_path, monk
 def test_a_server_that_never_answers_is_given_up_on(tmp_path, monkeypatch):
     from cnnkit.models import weights
 
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)
     silent = socket.socket()  # accepts connections (the kernel's backlog) and never says a word
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
@@ -460,3 +482,208 @@ def test_cnnkit_backbones_lists_each_with_its_costs_and_whether_weights_are_here
     assert rows["efficientnet_v2_b0"]["params"] == 5_919_312 and rows["efficientnet_v2_b0"]["imagenet_top1"] == 78.7
     code, out, _ = run_cli(capsys, "backbones")
     assert code == 0 and "efficientnet_v2_b0" in out and "GFLOPs" in out and str(tmp_path / "keras" / "models") in out
+
+
+# -- recipe auto fetches its preferred backbone's weights (prepare: no training) ---------------------
+
+AUTO_FILE = get_backbone("mobilenet_v3_small").weights_file
+
+
+@pytest.fixture
+def auto_photos(tmp_path, monkeypatch) -> Path:
+    """Twelve 120x90 noise photos (auto's photo path) and Keras' folder of its own; auto prefers mobilenet_v3_small."""
+    from PIL import Image
+
+    from cnnkit.training import auto
+
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        (tmp_path / "photos" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(
+            tmp_path / "photos" / "ab"[i % 2] / f"{i}.png")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(auto, "AUTO_BACKBONES", ("mobilenet_v3_small",))
+    return tmp_path / "photos"
+
+
+def pin_hash(monkeypatch, served: Path) -> None:
+    """The registry's entry pins the served file's hash (the test's file is not ImageNet's)."""
+    from cnnkit.models import backbones
+
+    entry = dataclasses.replace(get_backbone("mobilenet_v3_small"),
+                                weights_hash=hashlib.md5(served.read_bytes()).hexdigest())
+    monkeypatch.setitem(backbones._BY_NAME, "mobilenet_v3_small", entry)
+
+
+def auto_prepare(folder: Path, caplog, **options):
+    """prepare() on the folder with recipe auto (epochs given: no budget probe); its result and the lines it logged."""
+    from cnnkit.training.auto import prepare
+    from cnnkit.training.config import TrainConfig
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cnnkit.training"):
+        config, _, why = prepare(TrainConfig(data=str(folder), epochs=1, near_duplicates="off", **options))
+    return config, why, [r.getMessage() for r in caplog.records if r.name.startswith("cnnkit")]
+
+
+def test_auto_fetches_its_backbones_weights_once_and_trains_transfer(server, auto_photos, tmp_path, monkeypatch,
+                                                                     caplog, capsys):
+    folder, url, httpd = server
+    served = weights_file("mobilenet_v3_small", folder)
+    pin_hash(monkeypatch, served)
+    monkeypatch.setenv(MIRROR_ENV, url)
+    config, why, lines = auto_prepare(auto_photos, caplog)
+    assert lines == [f"Fetching {AUTO_FILE} (4.3 MB) from {url}{AUTO_FILE}: the ImageNet weights of "
+                     f"mobilenet_v3_small, for recipe auto."]
+    assert (config.recipe_name, config.preset.backbone, config.image_size) == ("transfer", "mobilenet_v3_small", 224)
+    assert "photos, and the ImageNet weights of mobilenet_v3_small were fetched -> recipe transfer on " \
+           "mobilenet_v3_small at 224x224" in why
+    assert httpd.gets == [f"/{AUTO_FILE}"]
+    assert (tmp_path / "keras" / "models" / AUTO_FILE).read_bytes() == served.read_bytes()
+    assert "Downloading data from" not in capsys.readouterr().out  # Keras' own line and bar: the one line said it
+
+    config, why, lines = auto_prepare(auto_photos, caplog)  # the second run: the verified file, no request
+    assert httpd.gets == [f"/{AUTO_FILE}"] and httpd.connections == 1 and lines == []
+    assert config.recipe_name == "transfer" and "mobilenet_v3_small are on this machine" in why
+
+
+@pytest.mark.parametrize("network", ["refused", "silent"])
+def test_auto_without_a_network_says_so_in_one_line_and_trains_from_scratch(network, server, auto_photos, tmp_path,
+                                                                            monkeypatch, caplog):
+    folder, url, httpd = server
+    pin_hash(monkeypatch, weights_file("mobilenet_v3_small", folder))
+    httpd.shutdown()
+    httpd.server_close()  # refused: nothing listens on the port any more
+    silent = socket.socket()  # silent: accepts connections (the kernel's backlog) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    if network == "silent":
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    monkeypatch.setenv(MIRROR_ENV, url)
+    try:
+        start = time.monotonic()
+        config, why, lines = auto_prepare(auto_photos, caplog)  # the real AUTO_TIMEOUT
+        seconds = time.monotonic() - start
+    finally:
+        silent.close()
+    assert seconds < 10, seconds
+    assert lines == [f"Fetching {AUTO_FILE} (4.3 MB) from {url}{AUTO_FILE}: the ImageNet weights of "
+                     f"mobilenet_v3_small, for recipe auto.",
+                     f"No network: training from scratch (recipe photo); put {AUTO_FILE} in "
+                     f"{tmp_path / 'keras' / 'models'} for transfer learning."]
+    assert config.recipe_name == "photo" and not config.preset.backbone and config.backbone is None
+    assert f"photos, without pretrained weights ({AUTO_FILE} could not be fetched) -> recipe photo at 80x80" in why
+    assert not (tmp_path / "keras" / "models" / AUTO_FILE).exists()
+
+
+def test_auto_refuses_a_wrong_hash_removes_the_file_and_trains_from_scratch(server, auto_photos, tmp_path,
+                                                                            monkeypatch, caplog):
+    folder, url, httpd = server
+    weights_file("mobilenet_v3_small", folder)  # Keras' pinned hash stays: this file is not ImageNet's
+    monkeypatch.setenv(MIRROR_ENV, url)
+    config, why, lines = auto_prepare(auto_photos, caplog)
+    assert httpd.gets == [f"/{AUTO_FILE}"]
+    assert lines[1:] == [f"Refused the download, its hash is not the one Keras pins: training from scratch "
+                         f"(recipe photo); put {AUTO_FILE} in {tmp_path / 'keras' / 'models'} for transfer learning."]
+    assert config.recipe_name == "photo" and f"({AUTO_FILE} refused: not the hash Keras pins)" in why
+    assert not (tmp_path / "keras" / "models" / AUTO_FILE).exists()
+
+
+@pytest.mark.parametrize("forbid", ["weights none", "CNNKIT_OFFLINE"])
+def test_a_forbidden_download_is_not_attempted(forbid, server, auto_photos, monkeypatch, caplog):
+    """A server that would serve the right file: nothing connects to it, and nothing is said of a fetch."""
+    folder, url, httpd = server
+    pin_hash(monkeypatch, weights_file("mobilenet_v3_small", folder))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    options = {"weights": "none"} if forbid == "weights none" else {}
+    if forbid == "CNNKIT_OFFLINE":
+        monkeypatch.setenv(OFFLINE_ENV, "1")
+    config, why, lines = auto_prepare(auto_photos, caplog, **options)
+    assert httpd.connections == 0 and lines == []
+    assert config.recipe_name == "photo" and config.weights == options.get("weights", "imagenet")
+    assert why.startswith("Recipe auto: 12 images, median 120x90 colour, all the same size: photos, without "
+                          "pretrained weights (" + ("weights='none')" if options else "$CNNKIT_OFFLINE forbids the "
+                                                                                      "download)"))
+
+
+def test_weights_none_trains_from_scratch_even_with_verified_weights_here(auto_photos, tmp_path, monkeypatch, caplog):
+    pin_hash(monkeypatch, weights_file("mobilenet_v3_small", tmp_path / "keras" / "models"))
+    config, _, _ = auto_prepare(auto_photos, caplog)
+    assert config.recipe_name == "transfer"  # offline (conftest), the verified file is used
+    config, why, _ = auto_prepare(auto_photos, caplog, weights="none")
+    assert config.recipe_name == "photo" and "(weights='none') -> recipe photo" in why
+
+
+def test_weights_none_needs_no_backbone_but_a_path_and_fine_tune_do(auto_photos):
+    from cnnkit.training.config import TrainConfig
+
+    assert TrainConfig(data=str(auto_photos), recipe="photo", weights="none").resolve().weights == "none"
+    for options, given in (({"weights": "/w.h5"}, "weights='/w.h5'"), ({"fine_tune": 2}, "fine_tune=2")):
+        with pytest.raises(ConfigError, match=rf"Expected a backbone with .*Received: {given}, backbone=None"):
+            TrainConfig(data=str(auto_photos), recipe="photo", **options).resolve()
+
+
+def test_an_explicit_imagenet_offline_uses_the_verified_file_or_fails_clearly(server, tmp_path, monkeypatch):
+    folder, url, httpd = server
+    served = weights_file("mobilenet_v3_small", folder)
+    pin_hash(monkeypatch, served)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    with pytest.raises(ConfigError, match=r"Downloads are forbidden \(\$CNNKIT_OFFLINE=1\) and the ImageNet weights "
+                                          r"of mobilenet_v3_small are not in .*Received: weights='imagenet'") as info:
+        resolve_weights(get_backbone("mobilenet_v3_small"), "imagenet")
+    assert f"copy it to {tmp_path / 'keras' / 'models' / AUTO_FILE}" in info.value.hint
+    assert "unset CNNKIT_OFFLINE" in info.value.hint and httpd.connections == 0
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    (tmp_path / "keras" / "models" / AUTO_FILE).write_bytes(served.read_bytes())  # given by hand
+    assert resolve_weights(get_backbone("mobilenet_v3_small"), "imagenet") == tmp_path / "keras" / "models" / AUTO_FILE
+    assert httpd.connections == 0
+
+
+_LOADED_AFTER = """
+import sys
+from cnnkit.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
+"""
+
+
+def test_show_and_verify_fetch_nothing_and_load_no_keras(server, auto_photos, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder, url, httpd = server
+    weights_file("mobilenet_v3_small", folder)
+    env = {**os.environ, MIRROR_ENV: url, "KERAS_HOME": str(tmp_path / "keras")}  # downloads allowed (fixture)
+    for argv in (["show", str(auto_photos), "--out", str(tmp_path / "grid.png")], ["verify", str(auto_photos)]):
+        out = subprocess.run([sys.executable, "-c", _LOADED_AFTER, *argv], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.stdout.strip().endswith("loaded: []"), (argv, out.stdout[-300:] + out.stderr[-300:])
+        assert "Error" not in out.stderr and "Fetching" not in out.stdout + out.stderr, (argv, out.stderr[-300:])
+    assert httpd.connections == 0
+
+
+def test_cnnkit_train_fetches_trains_transfer_and_records_it(server, auto_photos, tmp_path, monkeypatch, capsys):
+    from helpers import run_cli
+
+    folder, url, httpd = server
+    pin_hash(monkeypatch, weights_file("mobilenet_v3_small", folder))
+    monkeypatch.setenv(MIRROR_ENV, url)
+    code, out, err = run_cli(capsys, "train", auto_photos, "--image-size", "32", "--epochs", "1",
+                             "--near-duplicates", "off", "--out", tmp_path / "run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == (f"Fetching {AUTO_FILE} (4.3 MB) from {url}{AUTO_FILE}: the ImageNet weights of "
+                        f"mobilenet_v3_small, for recipe auto.")
+    assert lines[1].startswith("Recipe auto: 12 images") and "were fetched -> recipe transfer on mobilenet_v3_small" \
+                                                              " at 32x32; 1 epochs." in lines[1]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["auto"] == lines[1] and saved["train"]["recipe"] == "transfer" and saved["train"]["backbone"] == \
+        "mobilenet_v3_small"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["transfer"]["backbone"] == "mobilenet_v3_small" and httpd.gets == [f"/{AUTO_FILE}"]

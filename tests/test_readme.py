@@ -218,6 +218,8 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit show mnist": lambda w: w.sh("cnnkit show mnist"),
         "cnnkit summary --list": lambda w: w.sh("cnnkit summary --list"),
         "cnnkit summary article-004": lambda w: w.sh("cnnkit summary article-004"),
+        "cnnkit lr-find mnist --recipe fast":
+            lambda w: w.sh("cnnkit lr-find mnist --recipe fast --train-limit 3000 --steps 30"),
         "cnnkit train mnist --recipe fast --out runs/a":
             lambda w: w.sh(f"cnnkit train mnist --recipe fast --out runs/a {MNIST_SHORT}"),
         "cnnkit train mnist --out runs/b --resume": _killed_then_resumed("cnnkit train mnist --out runs/b --resume"),

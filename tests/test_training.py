@@ -278,5 +278,55 @@ def test_verbose_governs_every_line_a_library_run_would_print(tmp_path, capfd):
     assert capfd.readouterr() == ("", "")
     train(config, tmp_path / "spoken", verbose=2)
     out, _ = capfd.readouterr()
-    for line in ("Recipe auto: ", "Budget 0.2 min: ", "Data: ", "Class weights: "):
+    for line in ("Recipe auto: ", "Search #0 ", "Budget ", "Data: ", "Class weights: "):
         assert line in out, (line, out[-2000:])
+
+
+def _noise_photos(root, per_class=30, size=(72, 96)):
+    """Photos of random pixels, larger than 64 px (recipe auto takes them for photos), no two alike."""
+    from cnnkit.images import encode_png
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b", "c"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / label / f"{i}.png").write_bytes(encode_png(rng.integers(0, 256, (*size, 3), dtype=np.uint8)))
+    return root
+
+
+def test_no_function_is_traced_again_from_epoch_to_epoch(tmp_path):
+    """Keras' train and test functions are traced once each for a run, partial last batches included."""
+    import inspect
+
+    from cnnkit.training.config import load_data
+    from cnnkit.training.fit import fit
+
+    config = TrainConfig(data=str(_noise_photos(tmp_path / "photos")), recipe="photo", epochs=3, image_size=48,
+                         near_duplicates="off", seed=0).resolve()
+    model = fit(load_data(config), config, tmp_path / "run", verbose=0).model
+    for function in (model.train_function, model.test_function):
+        traced = inspect.getclosurevars(function).nonlocals["multi_step_on_iterator"]
+        assert traced.experimental_get_tracing_count() == 1
+
+
+def test_a_photo_run_prints_no_tensorflow_warning(tmp_path):
+    """Auto times a photo side and a budget on throwaway models before the real one: TensorFlow counted those first
+    traces as retraces of one function and warned, mid-training. The console shows no TensorFlow warning."""
+    import logging
+
+    photos = _noise_photos(tmp_path / "photos", per_class=60, size=(180, 200))  # timed at 160 px, then smaller
+    out = subprocess.run([sys.executable, "-m", "cnnkit.cli", "train", str(photos), "--budget", "0.25",
+                          "--near-duplicates", "off", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "recipe photo" in out.stdout
+    for text in (out.stdout, out.stderr):
+        assert "retracing" not in text and "WARNING:tensorflow" not in text, text[-3000:]
+    # The message itself is dropped where TensorFlow logs it; TensorFlow's other warnings are not.
+    from cnnkit import _backend  # noqa: F401 - installs the filter
+
+    tf_logger = logging.getLogger("tensorflow")
+    retrace = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "5 out of the last 13 calls to <function "
+                                "f> triggered tf.function retracing. Tracing is expensive", None, None)
+    other = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "something else", None, None)
+    assert not tf_logger.filter(retrace) and tf_logger.filter(other)

@@ -90,7 +90,7 @@ def test_tuned_preset_is_the_preset_with_five_values_changed():
 
 
 def test_pruned_trial_stops_training():
-    from cnnkit.training.tune import ReportToOptuna
+    from cnnkit.training.callbacks import ReportToOptuna
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()

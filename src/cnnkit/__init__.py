@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cnnkit.presets import PRESETS as PRESETS
     from cnnkit.presets import get_preset as get_preset
     from cnnkit.training.config import TrainConfig as TrainConfig
+    from cnnkit.training.lr_find import lr_find as lr_find
     from cnnkit.training.run import evaluate as evaluate
     from cnnkit.training.run import train as train
 
@@ -40,6 +41,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "TrainConfig": "cnnkit.training.config",
     "train": "cnnkit.training.run",
     "evaluate": "cnnkit.training.run",
+    "lr_find": "cnnkit.training.lr_find",
     "load": "cnnkit.loading",
     "Predictor": "cnnkit.predictor",
     "export": "cnnkit.exporting:export_model",

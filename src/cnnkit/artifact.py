@@ -187,8 +187,10 @@ def unfinished_run(run_dir: str | Path) -> str | None:
     run_dir = Path(run_dir)
     if (run_dir / MODEL).is_file() or not (run_dir / CONFIG).is_file():
         return None
-    done = len(read_json(run_dir / HISTORY_JSON).get("loss", []))
     record = read_json(run_dir / CONFIG)
+    if record.get("search") and not record["search"].get("done"):  # recipe auto's search (cnnkit.training.search)
+        return "its search for a recipe was under way"
+    done = len(read_json(run_dir / HISTORY_JSON).get("loss", []))
     planned = record.get("train", {}).get("epochs")
     if planned and record.get("preset", {}).get("backbone"):  # the head's epochs, then fine-tuning's
         fine_tune = record["train"].get("fine_tune")

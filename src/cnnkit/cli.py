@@ -22,7 +22,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    COMMANDS[func.__name__.removeprefix("cmd_")] = func
+    COMMANDS[func.__name__.removeprefix("cmd_").replace("_", "-")] = func  # cmd_lr_find: `cnnkit lr-find`
     return func
 
 
@@ -96,6 +96,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"validation accuracy {result.best_value:.2%}, {result.best_params}")
     if result.run is not None:
         _print_metrics(result.run)
+    return 0
+
+
+@command
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """Learning-rate range test: train briefly at a rising learning rate, plot the loss, suggest a peak rate."""
+    from cnnkit.training.lr_find import FIGURE, lr_find
+
+    out = args.out or Path("runs") / f"lr-find-{Path(args.data).name or 'data'}"
+    result = lr_find(_config(args, args.data), out, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    print(f"Suggested learning rate: {result.suggestion:.2e} (valley; steepest descent {result.steepest:.2e}): "
+          f"train with --lr {result.suggestion:.2g}")
+    print(f"Figure: {Path(out) / FIGURE}")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import NoReturn
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
 from cnnkit.options import add_field_options, spec_of
+from cnnkit.training import lr_find
 from cnnkit.training.config import TrainConfig
 
 # TrainConfig's options, in the order `cnnkit train --help` lists them.
@@ -121,6 +122,19 @@ def build_parser(help_of: dict[str, str]) -> Parser:
                       help={"val_fraction": "the split every trial is scored on (default %(default)s)"})
     p.add_argument("--out", type=Path, help="run folder for the best trial (default runs/tune-STUDY)")
     p.add_argument("--overwrite", action="store_true", help="rebuild --out from the study's best trial")
+
+    p = sub.add_parser("lr-find", help=help_of["lr-find"], description=help_of["lr-find"])
+    p.add_argument("data", nargs="?", default="mnist", help="as for `cnnkit train`")
+    add_field_options(p, TrainConfig, ["recipe", "data_source", "seed", "batch_size", "image_size", "color_mode",
+                                       "resize", "label_regex", "val_fraction", "test_fraction", "train_per_class",
+                                       "train_limit", "near_duplicates", "class_weight", "precision"])
+    p.add_argument("--start-lr", type=float, default=lr_find.START_LR, help="first learning rate (default %(default)g)")
+    p.add_argument("--end-lr", type=float, default=lr_find.END_LR, help="last learning rate (default %(default)g)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help=f"batches, one learning rate each (default {lr_find.DEFAULT_STEPS}, or {lr_find.FEW_EPOCHS} "
+                        f"passes over a smaller training split, at least {lr_find.MIN_DEFAULT_STEPS})")
+    p.add_argument("--out", type=Path, help=f"folder for {lr_find.FIGURE} and {lr_find.RECORD} "
+                                            "(default runs/lr-find-<data>)")
 
     p = sub.add_parser("evaluate", help=help_of["evaluate"])
     p.add_argument("run", type=Path)

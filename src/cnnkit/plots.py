@@ -1,4 +1,4 @@
-"""The tutorials' figures as PNG files: training curves, confusion matrix, image grid.
+"""The tutorials' figures as PNG files: training curves, confusion matrix, image grid, learning-rate range test.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never
 through ``pyplot``: nothing is registered in pyplot's global figure list (so
@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
 
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.fileio import atomic_path
@@ -293,4 +294,47 @@ def plot_reliability(cal: Calibration, path: str | os.PathLike[str]) -> Path:
     bottom.set_xlabel("confidence (largest probability)")
     bottom.set_ylabel("predictions")
     bottom.set_xlim(0, 1)
+    return save_figure(fig, path)
+
+
+def plot_lr_find(lrs: ArrayLike, losses: ArrayLike, smoothed: ArrayLike,
+                 suggestions: Mapping[str, float], path: str | os.PathLike[str], *,
+                 title: str = "Learning-rate range test") -> Path:
+    """A learning-rate range test: loss against learning rate (log axis), each suggestion marked with its value.
+
+    Each batch's loss is drawn faint, the smoothed loss over it; the y-axis spans the smoothed curve,
+    so a diverging batch's loss does not flatten the rest.
+
+    Example:
+        >>> plot_lr_find(r.lrs, r.losses, r.smoothed, {"valley": r.valley}, "lr_find.png")  # doctest: +SKIP
+    """
+    rates, raw, smooth = (np.asarray(v, dtype=float) for v in (lrs, losses, smoothed))
+    if not (rates.ndim == 1 and rates.size and rates.shape == raw.shape == smooth.shape):
+        raise DataError("lrs, losses and smoothed must be flat lists of one value per step, of one length. "
+                        f"Received: lengths {rates.size}, {raw.size}, {smooth.size}.")
+    finite = np.isfinite(smooth)
+    if not finite.any() or not np.all(rates > 0):
+        raise DataError("Expected learning rates > 0 and at least one smoothed loss that is a number. "
+                        f"Received: smallest lr {rates.min():g}, {int(finite.sum())} finite smoothed losses.")
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(rates, raw, color="0.7", linewidth=1, label="loss of each batch")
+    ax.plot(rates, smooth, color="#4c72b0", linewidth=2, label="smoothed")
+    colors = ("#dd8452", "#55a868", "#c44e52", "#8172b3")
+    for i, ((name, lr), color) in enumerate(zip(suggestions.items(), colors, strict=False)):
+        y = float(np.interp(np.log(lr), np.log(rates[finite]), smooth[finite]))
+        ax.axvline(lr, color=color, linestyle="--", linewidth=1)
+        ax.plot([lr], [y], "o", color=color, markersize=8, label=f"{name}: {lr:.2e}")
+        ax.annotate(f"{name}\n{lr:.2e}", (lr, y), xytext=(6, 10 + 28 * i), textcoords="offset points", color=color,
+                    fontsize=9)  # stacked: two suggestions may be close
+    low = min(smooth[finite].min(), raw[np.isfinite(raw)].min())  # a finite smoothed value has a finite loss
+    high = smooth[finite].max()
+    pad = 0.05 * (high - low) or 0.05 * abs(high) or 0.1
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
     return save_figure(fig, path)

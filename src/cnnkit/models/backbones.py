@@ -3,7 +3,9 @@
 Each entry names the Keras constructor, the side its ImageNet weights were trained at, the
 weights file Keras publishes for it without the ImageNet classifier, and the hash Keras pins for
 that file in its own source (``WEIGHTS_HASHES`` in ``keras/src/applications/*.py``; a test checks
-that they agree). Not offered:
+that they agree), with the file's size in bytes (as Keras' own download of it reports it, the byte
+count of its progress bar in the keras.io examples and public notebooks: recipe auto names it before
+it downloads). Not offered:
 
 - MobileNet V1 and V2: Keras fetches their weights with no hash at all, nothing published pins
   their files, and an unverified download is what the issue tracker warns about.
@@ -45,6 +47,7 @@ class Backbone:
     top1: float  # ImageNet top-1 (%), as Keras documents it
     weights_file: str  # the file Keras publishes (no classifier)
     weights_hash: str  # as Keras pins it: md5 (32 hex digits) or sha256 (64)
+    weights_size: int  # bytes of weights_file, as Keras' download reports it
     weights_origin: str  # the folder URL it is published under
     preprocessing: str = "inside"  # "inside": the family's own layers; "caffe": BGR, ImageNet means subtracted
     options: dict[str, Any] = field(default_factory=dict)  # more constructor arguments
@@ -65,6 +68,7 @@ BACKBONES: tuple[Backbone, ...] = (
         input_size=224, min_size=32, params=939_120, gflops=0.11, top1=68.1,
         weights_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
         weights_hash="d3e8ec802a04aa4fc771ee12a9a9b836",
+        weights_size=4_334_752,
         weights_origin=_GOOGLE + "tensorflow/keras-applications/mobilenet_v3/",
         options={"include_preprocessing": True},
     ),
@@ -74,6 +78,7 @@ BACKBONES: tuple[Backbone, ...] = (
         input_size=224, min_size=32, params=2_996_352, gflops=0.43, top1=75.6,
         weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         weights_hash="07fb09a5933dd0c8eaafa16978110389",
+        weights_size=12_683_000,
         weights_origin=_GOOGLE + "tensorflow/keras-applications/mobilenet_v3/",
         options={"include_preprocessing": True},
     ),
@@ -83,6 +88,7 @@ BACKBONES: tuple[Backbone, ...] = (
         input_size=224, min_size=32, params=5_919_312, gflops=1.43, top1=78.7,
         weights_file="efficientnetv2-b0_notop.h5",
         weights_hash="893217f2bb855e2983157299931e43ff",
+        weights_size=24_274_472,
         weights_origin=_GOOGLE + "tensorflow/keras-applications/efficientnet_v2/",
         options={"include_preprocessing": True},
     ),
@@ -92,6 +98,7 @@ BACKBONES: tuple[Backbone, ...] = (
         input_size=224, min_size=32, params=27_820_128, gflops=8.91, top1=81.3,
         weights_file="convnext_tiny_notop.h5",
         weights_hash="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+        weights_size=111_650_432,
         weights_origin=_GOOGLE + "tensorflow/keras-applications/convnext/",
         options={"include_preprocessing": True},
     ),
@@ -101,6 +108,7 @@ BACKBONES: tuple[Backbone, ...] = (
         input_size=224, min_size=32, params=23_587_712, gflops=7.71, top1=74.9,
         weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_hash="4d473c1dd8becc155b73f8504c6f6626",
+        weights_size=94_765_736,
         weights_origin=_GOOGLE + "tensorflow/keras-applications/resnet/",
         preprocessing="caffe",
     ),

@@ -23,6 +23,8 @@ _AUGMENTATIONS = {
     "zoom": lambda v: keras.layers.RandomZoom(height_factor=float(v), fill_mode="constant"),
     "translation": lambda v: keras.layers.RandomTranslation(float(v), float(v), fill_mode="constant"),
     "contrast": lambda v: keras.layers.RandomContrast(factor=float(v)),
+    # Erase a random rectangle of each image with probability v (before rescaling: pixels are 0-255 here).
+    "erasing": lambda v: keras.layers.RandomErasing(factor=float(v), value_range=(0, 255)),
 }
 _KEYS = {"rescale", "normalize", "augment"}
 
@@ -32,7 +34,7 @@ def build_preprocessing(spec: dict[str, Any]) -> list[keras.layers.Layer]:
 
     Keys: ``rescale`` (factor, e.g. ``1/255``), ``normalize`` (``[mean, std]``
     applied after rescaling), ``augment`` (mapping of flip/rotation/zoom/
-    translation/contrast to their strength).
+    translation/contrast/erasing to their strength).
     """
     unknown = set(spec) - _KEYS
     if unknown:

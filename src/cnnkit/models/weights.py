@@ -3,22 +3,34 @@
 ``imagenet`` calls :func:`keras.utils.get_file` with the file name, URL and hash of the registry
 (:mod:`cnnkit.models.backbones`), into ``$KERAS_HOME/models`` where every Keras user's downloads
 go: a file already there with the right hash is used without the network, and a download whose
-hash differs is refused. Nothing here downloads on its own.
+hash differs is refused and removed. Two callers start a download: ``weights="imagenet"`` with a
+backbone, and recipe auto on photos (:mod:`cnnkit.training.auto`), which fetches its preferred
+backbone's weights with :data:`AUTO_TIMEOUT` and trains from scratch when it cannot.
 
 - ``$CNNKIT_WEIGHTS_MIRROR`` replaces the publisher's folder URL with another that serves the same
   file names (a company mirror behind a firewall); the hash check stays.
-- The fetch never hangs: sockets give up after :data:`CONNECT_TIMEOUT` seconds of silence.
-- Every failure is one :class:`~cnnkit.errors.ConfigError` that names the URL, the file and its hash,
-  where to put a copy, and ``weights=PATH``.
+- ``$CNNKIT_OFFLINE=1`` (also ``true``, ``yes``, ``on``) forbids every weights download: recipe auto
+  does not try, and ``weights="imagenet"`` uses the file in Keras' folder when it has the pinned hash
+  and otherwise fails with one :class:`~cnnkit.errors.ConfigError` saying where to put it. A cached
+  file rather than a failure, because that is what offline means for the other libraries that fetch
+  weights (``HF_HUB_OFFLINE``: the cache, never the network) and what a machine given its files by
+  hand needs; a run that must not use ImageNet weights at all says ``weights="none"``.
+- The fetch never hangs: sockets give up after :data:`CONNECT_TIMEOUT` seconds of silence (recipe
+  auto's, :data:`AUTO_TIMEOUT`), and looking up the host's address is given as long.
+- Every failure is one :class:`~cnnkit.errors.ConfigError` (:class:`WeightsUnavailable`) that names the
+  URL, the file and its hash, where to put a copy, and ``weights=PATH``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import socket
 import sys
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +39,24 @@ from cnnkit.errors import ConfigError
 from cnnkit.models.backbones import BACKBONES, Backbone
 
 CONNECT_TIMEOUT = 15.0  # seconds without a byte before a fetch gives up (keras#5005: hangs of 30 minutes)
+# Recipe auto's fetch: nobody asked for it, so an offline machine must not wait long to train from scratch.
+AUTO_TIMEOUT = 3.0  # per address tried and for the look-up: under 10 s with IPv6 and IPv4 both dark
 MIRROR_ENV = "CNNKIT_WEIGHTS_MIRROR"
+OFFLINE_ENV = "CNNKIT_OFFLINE"
+
+
+class WeightsUnavailable(ConfigError):
+    """The ImageNet weights could not be had: ``refused`` when a file came whose hash is not the pinned one
+    (it is removed), else the network failed (refused, unreachable, silent) or downloads are forbidden."""
+
+    def __init__(self, message: str, hint: str, *, refused: bool = False) -> None:
+        super().__init__(message, hint, params="weights")
+        self.refused = refused
+
+
+def offline() -> bool:
+    """True when ``$CNNKIT_OFFLINE`` forbids downloading weights (``1``, ``true``, ``yes`` or ``on``)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def keras_models_dir() -> Path:
@@ -80,7 +109,7 @@ def resolve_weights(backbone: Backbone, weights: str | os.PathLike[str] | None) 
     if weights in (None, "none"):
         return None
     if weights == "imagenet":
-        return _fetch(backbone)
+        return fetch_weights(backbone)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ConfigError(f"The weights file does not exist. Expected imagenet, none or the path of a weights file. "
@@ -90,29 +119,81 @@ def resolve_weights(backbone: Backbone, weights: str | os.PathLike[str] | None) 
     return path
 
 
-def _fetch(backbone: Backbone) -> Path:
-    from cnnkit._backend import keras
+def fetch_weights(backbone: Backbone, *, timeout: float | None = None, quiet: bool = False) -> Path:
+    """The backbone's ImageNet weights in Keras' folder: the file there with the pinned hash, else downloaded.
 
+    ``timeout``: seconds of silence (and of looking up the host) before the download gives up; by default
+    :data:`CONNECT_TIMEOUT`, read at the call. ``quiet``: Keras' own "Downloading data from" line and
+    progress bar are not shown (the caller has said it in one line). Under ``$CNNKIT_OFFLINE`` only a file
+    already there is used. Raises :class:`WeightsUnavailable`.
+
+    Example:
+        >>> fetch_weights(get_backbone("mobilenet_v3_small"), timeout=4.0)  # doctest: +SKIP
+        PosixPath('/home/me/.keras/models/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5')
+    """
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     folder, url = keras_models_dir(), weights_url(backbone)
     kind = "sha256" if len(backbone.weights_hash) == 64 else "md5"
     target = folder / backbone.weights_file
+    received = "Received: weights='imagenet'"
+    fix = (f"Download {url} where there is a network, check its {kind}, and copy it to {target}; or pass "
+           f"weights PATH, a copy of it anywhere, or weights none to train without it.")
+    if offline():
+        if weights_ready(backbone):
+            return target
+        raise WeightsUnavailable(
+            f"Downloads are forbidden (${OFFLINE_ENV}={os.environ[OFFLINE_ENV]}) and the ImageNet weights of "
+            f"{backbone.name} are not in {folder} with the pinned {kind} {backbone.weights_hash}: expected file "
+            f"{backbone.weights_file}. {received}.", fix + f" Or unset {OFFLINE_ENV} to let cnnkit fetch it.")
     try:
+        if not weights_ready(backbone):  # before Keras loads: no address, no wait for its import
+            _look_up(url, timeout)
+        from cnnkit._backend import keras
+
         folder.mkdir(parents=True, exist_ok=True)  # Keras falls back to /tmp/.keras when the folder is missing
-        with _socket_timeout(CONNECT_TIMEOUT):
+        with _socket_timeout(timeout), _quiet(quiet):
             path = keras.utils.get_file(backbone.weights_file, url, cache_dir=str(folder.parent),
                                         cache_subdir=folder.name, file_hash=backbone.weights_hash)
     except Exception as exc:  # noqa: BLE001 - Keras raises bare Exception for a failed download
         why = _reason(exc)
-        if "hash does not match" in str(exc):
+        refused = "hash does not match" in str(exc)
+        if refused:
             with contextlib.suppress(OSError):
                 target.unlink()  # Keras leaves the refused file behind; nothing unverified stays
-        raise ConfigError(
+        raise WeightsUnavailable(
             f"Could not get the ImageNet weights of {backbone.name}: {why}. URL: {url}; expected file "
-            f"{backbone.weights_file} with {kind} {backbone.weights_hash}, in {folder}. Received: weights='imagenet'.",
-            f"Download {url} where there is a network, check its {kind}, and copy it to {target}; or pass "
-            f"weights PATH, a copy of it anywhere, or weights none to train without it.",
-            params="weights") from None
+            f"{backbone.weights_file} with {kind} {backbone.weights_hash}, in {folder}. {received}.",
+            fix, refused=refused) from None
     return Path(path)
+
+
+def _look_up(url: str, timeout: float) -> None:
+    """Find the host's address within ``timeout`` seconds: a socket timeout does not bound the resolver, whose
+    retries against a DNS server that never answers take 10 s or more."""
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        return
+    failure: list[BaseException] = []
+
+    def look_up() -> None:
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=look_up, name="cnnkit-weights-dns", daemon=True)  # left behind if it hangs
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise OSError(f"no address for {host} within {timeout:g} s")
+    if failure:
+        raise OSError(f"no address for {host}: {failure[0]}")
+
+
+def _quiet(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    """Keras writes its download line and bar straight to ``sys.stdout``; quiet, that is set aside for the
+    download (training has not started: nothing else writes then)."""
+    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
 
 
 def _reason(exc: BaseException) -> str:

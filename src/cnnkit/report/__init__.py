@@ -29,6 +29,7 @@ from cnnkit.predictor import Predictor
 from cnnkit.report import html as h
 from cnnkit.report.files import write_evaluation
 from cnnkit.report.html import Section
+from cnnkit.report.search import search_section
 from cnnkit.training.config import TrainConfig, load_data
 
 __all__ = ["build_report", "write_evaluation"]
@@ -65,6 +66,7 @@ def build_report(run_dir: str | Path, *, predictor: Predictor | None = None, dat
         _summary(metrics, predictor, cal, len(probs)),
         _data(run_dir, dataset, metrics),
         _model(predictor),
+        *([found] if (found := search_section(config)) else []),
         _training(run_dir, history, metrics),
         _evaluation(run_dir, metrics),
         _top_losses(run_dir, dataset, probs),

@@ -6,7 +6,11 @@
   ``small`` recipe.
 - Photos get recipe ``transfer`` when a backbone's ImageNet weights are already on this machine
   (in Keras' folder, with the hash Keras pins: :data:`AUTO_BACKBONES`, in order of preference),
-  and say so; nothing is downloaded for the choice.
+  and say so. When none are, training (:func:`prepare`, never ``show`` or ``verify``) fetches the
+  first one's through the pinned-hash fetch, in :data:`~cnnkit.models.weights.AUTO_TIMEOUT` seconds
+  of silence at most, after one line naming the file, its size and the URL; offline, or with a wrong
+  hash, one line says so and the photos train from scratch. ``weights="none"``, ``$CNNKIT_OFFLINE``
+  and a run of several processes (each would write the same file) fetch nothing.
 - Other photos get the ``photo`` recipe at a side chosen from their native sizes (the median shorter
   side rounded down to a multiple of 16, between 32 and 160), made smaller when the budget would not
   hold three quarters of the recipe's own epochs at that side (:func:`fit_side`).
@@ -21,15 +25,19 @@ in one printed line and in ``config.json``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnkit import datasets
 from cnnkit.datasets import Dataset
 from cnnkit.datasets.photos import Inspected, inspect_folder
 from cnnkit.presets import as_preset
 from cnnkit.training.config import DEFAULT_BUDGET_MINUTES, TrainConfig, load_data
+
+if TYPE_CHECKING:
+    from cnnkit.models.backbones import Backbone
 
 SMALL_SIDE = 64  # native pixels: at most this on the longer side is a small image, kept at its size
 PHOTO_SIDES = (32, 160)  # the photo recipe's side, from the photos' median shorter side
@@ -38,8 +46,16 @@ MIN_PHOTO_SIDE = 64  # a budget may shrink the side this far, not further
 # as after 69-91, while 80-112 px with 63-100 epochs scored a point lower. So a budget keeps the side while it
 # holds this share of the recipe's epochs, and shrinks it only below.
 MIN_EPOCH_SHARE = 0.75
+# fit_side times steps of at most this many pixels (32 images of 80x80), of no fewer than MIN_PROBE_BATCH images:
+# a step's memory grows with its pixels (32 photos at 160x160 took 800 MB, more than the whole 3-minute run at
+# the 64 px it then chose), while an image's share of a step's time hardly depends on the batch from 8 images up
+# (at 160 px, 19-24 ms an image in batches of 8 against 19-20 ms in batches of 32; benchmarks/train_memory.py).
+PROBE_PIXELS = 32 * 80 * 80
+MIN_PROBE_BATCH = 8
 # The backbones auto may use, best first for a CPU: accuracy for the arithmetic (cnnkit backbones).
 AUTO_BACKBONES = ("efficientnet_v2_b0", "mobilenet_v3_large", "convnext_tiny", "resnet50", "mobilenet_v3_small")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,8 +69,12 @@ class Choice:
     backbone: str | None = None
 
 
-def choose_for_folder(inspected: Inspected, config: TrainConfig) -> Choice:
-    """The recipe, side and colour mode for a folder, from its profile; the user's own settings win."""
+def choose_for_folder(inspected: Inspected, config: TrainConfig, *, fetch: bool = False) -> Choice:
+    """The recipe, side and colour mode for a folder, from its profile; the user's own settings win.
+
+    ``fetch``: photos with no verified weights here fetch the preferred backbone's (:func:`_fetched_backbone`);
+    only training asks for it, so ``show`` and ``verify`` never download (nor load Keras).
+    """
     profile = inspected.profile
     height, width = profile.median_size
     colour = "rgb" if profile.colour else "grayscale"
@@ -65,22 +85,60 @@ def choose_for_folder(inspected: Inspected, config: TrainConfig) -> Choice:
         side = config.image_size or max(height, width)
         return Choice("small", side, config.color_mode or colour,
                       f"{seen}: small images, kept at {side}x{side} -> recipe small")
-    ready = _ready_backbone()
-    if ready is not None:
-        side = config.image_size or ready.input_size
+    backbone, how, without = None, "are on this machine", ""
+    if config.weights in (None, "none"):
+        without = " (weights='none')"
+    else:
+        backbone = _ready_backbone()
+        if backbone is None and fetch:
+            backbone, without = _fetched_backbone(config)
+            how = "were fetched"
+    if backbone is not None:
+        side = config.image_size or backbone.input_size
         return Choice("transfer", side, config.color_mode or colour,
-                      f"{seen}: photos, and the ImageNet weights of {ready.name} are on this machine -> recipe "
-                      f"transfer on {ready.name} at {side}x{side}", backbone=ready.name)
+                      f"{seen}: photos, and the ImageNet weights of {backbone.name} {how} -> recipe "
+                      f"transfer on {backbone.name} at {side}x{side}", backbone=backbone.name)
     side = config.image_size or max(PHOTO_SIDES[0], min(PHOTO_SIDES[1], min(height, width) // 16 * 16))
-    return Choice("photo", side, config.color_mode or colour, f"{seen}: photos -> recipe photo at {side}x{side}")
+    without = f", without pretrained weights{without}" if without else ""
+    return Choice("photo", side, config.color_mode or colour,
+                  f"{seen}: photos{without} -> recipe photo at {side}x{side}")
 
 
-def _ready_backbone() -> Any:
+def _ready_backbone() -> Backbone | None:
     """The first of :data:`AUTO_BACKBONES` whose ImageNet weights are here and verified, or ``None``."""
     from cnnkit.models.backbones import get_backbone
     from cnnkit.models.weights import weights_ready
 
     return next((get_backbone(name) for name in AUTO_BACKBONES if weights_ready(get_backbone(name))), None)
+
+
+def _fetched_backbone(config: TrainConfig) -> tuple[Backbone | None, str]:
+    """The first of :data:`AUTO_BACKBONES`, its ImageNet weights fetched now; else ``None`` and why, in brackets.
+
+    One line names the file, its size and the URL before the download; a failure is one more line, and
+    the photos train from scratch. A weights file given by path is the user's own: nothing is fetched over it.
+    """
+    from cnnkit.models import weights
+    from cnnkit.models.backbones import get_backbone
+
+    backbone = get_backbone(AUTO_BACKBONES[0])
+    if config.weights != "imagenet":
+        return None, ""
+    if weights.offline():
+        return None, f" (${weights.OFFLINE_ENV} forbids the download)"
+    if (config.num_processes or 1) > 1:
+        return None, " (a run of several processes downloads none)"
+    log.info(f"Fetching {backbone.weights_file} ({backbone.weights_size / 1e6:.1f} MB) from "
+             f"{weights.weights_url(backbone)}: the ImageNet weights of {backbone.name}, for recipe auto.")
+    try:
+        weights.fetch_weights(backbone, timeout=weights.AUTO_TIMEOUT, quiet=True)
+    except weights.WeightsUnavailable as error:
+        why = "Refused the download, its hash is not the one Keras pins" if error.refused else "No network"
+        log.warning(f"{why}: training from scratch (recipe photo); put {backbone.weights_file} in "
+                    f"{weights.keras_models_dir()} for transfer learning.")
+        return None, (f" ({backbone.weights_file} refused: not the hash Keras pins)" if error.refused
+                      else f" ({backbone.weights_file} could not be fetched)")
+    return backbone, ""
 
 
 def choose_for_arrays(dataset: Dataset) -> Choice:
@@ -111,8 +169,9 @@ def fit_side(choice: Choice, inspected: Inspected, config: TrainConfig, budget: 
                                 color_mode=choice.color_mode, budget=budget).resolve()
     preset, side = trial.preset, trial.image_size or trial.preset.input_shape[0]
     channels = 3 if choice.color_mode == "rgb" else 1
-
-    epochs = probe_plan(trial, (side, side, channels), classes, max(1, n_train), max(1, n_val)).epochs
+    # An epoch's time is the same in smaller steps, and the probe's memory much less (PROBE_PIXELS).
+    probe = dataclasses.replace(trial, batch_size=min(trial.batch_size, max(MIN_PROBE_BATCH, PROBE_PIXELS // side**2)))
+    epochs = probe_plan(probe, (side, side, channels), classes, max(1, n_train), max(1, n_val)).epochs
     wanted = math.ceil(MIN_EPOCH_SHARE * preset.epochs)
     if epochs >= wanted:
         return choice
@@ -143,6 +202,8 @@ def folder_options(config: TrainConfig) -> dict[str, Any]:
 def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
     """Resolve ``config`` (recipe auto included) and load its dataset once; the last item says what auto chose.
 
+    Recipe auto on photos may fetch a backbone's ImageNet weights here (:func:`choose_for_folder`, ``fetch``).
+
     Example:
         >>> config, dataset, why = prepare(TrainConfig(data="photos/"))  # doctest: +SKIP
         >>> why  # doctest: +SKIP
@@ -156,7 +217,7 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
     budget = config.budget if config.budget is not None or config.epochs or several else DEFAULT_BUDGET_MINUTES
     if config.is_folder:
         inspected = inspect_folder(config.data, label_regex=config.label_regex)
-        choice = choose_for_folder(inspected, config)
+        choice = choose_for_folder(inspected, config, fetch=True)
         if choice.recipe == "photo" and budget and config.image_size is None:
             choice = fit_side(choice, inspected, config, budget)
     else:

@@ -53,7 +53,7 @@ class Plan:
         """One line for the console: the plan and when training should end."""
         end = (now or datetime.datetime.now()) + datetime.timedelta(
             seconds=self.start_seconds + self.epochs * self.epoch_seconds)
-        return (f"Budget {self.budget_seconds / 60:g} min: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of "
+        return (f"Budget {self.budget_seconds / 60:.3g} min: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of "
                 f"{self.steps_per_epoch} steps, about {self.epoch_seconds:.1f} s each "
                 f"({self.images_per_second:,.0f} images/s in training); the schedule ends by {end:%H:%M:%S}.")
 

@@ -146,3 +146,21 @@ class BudgetKeeper(keras.callbacks.Callback):
             self.model.stop_training = True
         elif self.done >= self.params.get("epochs", self.epochs):
             self.extend = self.model.stop_training = True
+
+
+class ReportToOptuna(keras.callbacks.Callback):
+    """After each epoch: report validation accuracy to the trial; stop training when Optuna prunes it."""
+
+    def __init__(self, trial: Any) -> None:
+        super().__init__()
+        self.trial = trial
+        self.pruned_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get("val_accuracy")
+        if value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True

@@ -182,7 +182,8 @@ class TrainConfig:
                 raise ConfigError(f"Expected {name} {expected}. Received: {name}={getattr(r, name)!r}.",
                                   f"Set {name} {expected}.", params=name)
         check_launch(resolved)
-        if (r.fine_tune or r.weights != "imagenet") and not preset.backbone:
+        # No pretrained weights is what a recipe without a backbone has anyway: weights none asks nothing of it.
+        if (r.fine_tune or r.weights not in (None, "imagenet", "none")) and not preset.backbone:
             given = "fine_tune" if r.fine_tune else "weights"
             raise ConfigError(f"Expected a backbone with {given}: recipe {preset.name} has none. "
                               f"Received: {given}={getattr(r, given)!r}, backbone=None.",

@@ -47,6 +47,13 @@ def split_dataset(dataset: Dataset, config: TrainConfig) -> Split:
                  dataset.x_train[val_idx], dataset.y_train[val_idx])
 
 
+def validation_size(dataset: Dataset, config: TrainConfig) -> int:
+    """How many images :func:`split_dataset` holds out for validation (nothing is copied to count them)."""
+    if dataset.y_val is not None:
+        return len(dataset.y_val)
+    return len(stratified_split(dataset.y_train, config.val_fraction, config.seed)[1])
+
+
 def _learning_rate(config: TrainConfig, steps: int) -> Any:
     peak = config.learning_rate
     if config.schedule == "cosine":

@@ -29,10 +29,12 @@ from cnnkit.report import build_report, write_evaluation
 from cnnkit.training import distributed
 from cnnkit.training.auto import prepare
 from cnnkit.training.balance import class_weights
+from cnnkit.training.budget import Plan, planned
 from cnnkit.training.config import TrainConfig, load_data, metadata_for
-from cnnkit.training.fit import fit, plan_budget
+from cnnkit.training.fit import fit, plan_budget, validation_size
 from cnnkit.training.launch import relaunch
 from cnnkit.training.lock import run_folder_lock
+from cnnkit.training.search import base_plan, can_search, search, worth_searching
 from cnnkit.training.transfer import fit_transfer, load_weights
 
 log = logging.getLogger(__name__)
@@ -120,24 +122,34 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
     """Everything :func:`train` does once the run folder is this process's: write, fit, evaluate, report."""
     if chief:
         _check_folder(run_dir, resume, overwrite)
-    plan = None
+    # A resumed run keeps what its first launch recorded (auto's choice, the budget's plan, the profile, the search).
+    record = artifact.read_json(run_dir / artifact.CONFIG) if resume else {}
+    pending = record.get("search", {}) if not record.get("search", {}).get("done") else {}
+    plan, searching = None, bool(pending)
     backbone = bool(config.preset.backbone)
     if config.budget and not resume and not backbone:  # a resumed run keeps the epochs its config.json recorded
-        config, plan = plan_budget(dataset, config)
-        log.info(plan.line())
+        plan = base_plan(config, dataset, config.budget * 60)  # a budget too small fails here, before the folder
+        searching = bool(choice) and chief and can_search(config) and worth_searching(plan, config.preset,
+                                                                                     config.budget * 60)
+        if searching:
+            pending, plan = {"done": False, "base_epoch_seconds": plan.epoch_seconds}, None
+        else:
+            config = planned(config, plan)
+            log.info(plan.line())
     if chief:
         _prepare_folder(run_dir, resume, overwrite)
-        # A resumed run keeps what its first launch recorded (auto's choice, the budget's plan, the profile).
-        record = artifact.read_json(run_dir / artifact.CONFIG) if resume else {}
-        record.update({"train": config.to_dict(), "preset": config.preset.to_dict(),
-                       "environment": environment()})
-        if choice:
-            record["auto"] = choice
-        if plan:
-            record["budget_plan"] = plan.to_dict()
-        if dataset.profile is not None:
-            record["data_profile"] = dataset.profile.to_dict()
-        write_json(run_dir / artifact.CONFIG, record)
+        _record(run_dir, record, config, choice, plan, dataset, pending)
+    if searching and config.budget:  # recipe auto: candidates on the validation split, then the winner's plan
+        budget = config.budget
+        found = search(config, dataset, run_dir, budget_seconds=budget * 60,
+                       epoch_seconds=pending["base_epoch_seconds"], validation_images=validation_size(dataset, config))
+        log.info(f"Search: {len(found.entries)} candidates in {found.seconds:.0f} s; {found.reason}.\n{found.table()}")
+        winner = dataclasses.replace(config, recipe=found.winner, epochs=0, batch_size=0, learning_rate=0.0,
+                                     budget=max(budget * 60 - found.seconds, 1.0) / 60).resolve()
+        config, plan = plan_budget(dataset, winner)  # what is left of the budget
+        config = dataclasses.replace(config, budget=budget)  # the budget given, all of it, is the run's
+        log.info(plan.line())
+        _record(run_dir, record, config, choice, plan, dataset, {**found.to_dict(), **pending, "done": True})
     log.info(f"Data: {dataset.name} from {dataset.source or config.data}: train {len(dataset.x_train)}, "
              f"test {len(dataset.x_test)}, {dataset.num_classes} classes, input {dataset.input_shape}.")
     if dataset.report:
@@ -147,7 +159,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
     if backbone:  # two stages: the head on cached features, then fine-tuning (a resumed run goes on with it)
         fitted = fit_transfer(dataset, config, run_dir, resume=resume, verbose=verbose)
     else:
-        fitted = fit(dataset, config, run_dir, resume=resume, verbose=verbose, budget=plan)
+        # After a search this launch ran, the winner's training starts here, kept to its plan.
+        fitted = fit(dataset, config, run_dir, resume=resume and not searching, verbose=verbose, budget=plan)
     if plan:  # the budget's keeper may have moved the schedule's end
         config = dataclasses.replace(config, epochs=fitted.epochs)
     metadata = metadata_for(dataset, config)
@@ -164,6 +177,7 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         "train_size": fitted.train_size,
         "val_size": fitted.val_size,
         "train_seconds": round(seconds, 3),
+        **_search_metrics(record.get("search"), seconds),
         "train_images_per_second": round(epochs * fitted.images_per_epoch / seconds, 1) if seconds else None,
         **({"transfer": fitted.stages} if fitted.stages else {}),
     })
@@ -222,3 +236,26 @@ def environment() -> dict[str, Any]:
         "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
         "platform": platform.platform(), "cpus": os.cpu_count(), "numpy": np.__version__,
     }
+
+
+def _record(run_dir: Path, record: dict[str, Any], config: TrainConfig, choice: str, plan: Plan | None,
+            dataset: Dataset, search_state: dict[str, Any]) -> None:
+    """Write config.json: the resolved config, its recipe as data, and what chose and planned them."""
+    record.update({"train": config.to_dict(), "preset": config.preset.to_dict(), "environment": environment()})
+    if choice:
+        record["auto"] = choice
+    if plan:
+        record["budget_plan"] = plan.to_dict()
+    if search_state:
+        record["search"] = search_state
+    if dataset.profile is not None:
+        record["data_profile"] = dataset.profile.to_dict()
+    write_json(run_dir / artifact.CONFIG, record)
+
+
+def _search_metrics(found: dict[str, Any] | None, train_seconds: float) -> dict[str, Any]:
+    """What recipe auto's search cost, and the training time of the whole budget (the search's and the winner's)."""
+    if not found or not found.get("done"):
+        return {}
+    return {"search_seconds": found["seconds"], "search_candidates": len(found["leaderboard"]),
+            "budget_used_seconds": round(found["seconds"] + train_seconds, 3)}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import random
 import socket
@@ -45,6 +44,7 @@ from cnnkit.fileio import write_json
 from cnnkit.models import build_model
 from cnnkit.presets import Preset
 from cnnkit.progress import reporting
+from cnnkit.training.callbacks import ReportToOptuna
 from cnnkit.training.config import TrainConfig, load_data
 from cnnkit.training.fit import fit
 from cnnkit.training.run import RunResult, train
@@ -121,24 +121,6 @@ def tuned_preset(base: Preset, params: dict[str, Any], name: str, epochs: int | 
         optimizer={**base.optimizer, "learning_rate": params["learning_rate"]}, batch_size=params["batch_size"],
         epochs=epochs or base.epochs, reported=None)
     return dataclasses.replace(preset, params=build_model(preset).count_params())
-
-
-class ReportToOptuna(keras.callbacks.Callback):
-    """After each epoch: report validation accuracy to the trial; stop training when Optuna prunes it."""
-
-    def __init__(self, trial: Any) -> None:
-        super().__init__()
-        self.trial = trial
-        self.pruned_at: int | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        value = (logs or {}).get("val_accuracy")
-        if value is None or not math.isfinite(float(value)):
-            return
-        self.trial.report(float(value), step=epoch + 1)
-        if self.trial.should_prune():
-            self.pruned_at = epoch + 1
-            self.model.stop_training = True
 
 
 @contextlib.contextmanager
