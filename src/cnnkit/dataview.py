@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit import datasets
+from cnnkit.datasets.lazy import take_rows
 from cnnkit.errors import ConfigError
 from cnnkit.fileio import write_bytes
 from cnnkit.images import encode_png
@@ -49,7 +50,7 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
         order = classes_in_turn(y, dataset.num_classes)[:n]
     else:  # the articles show the first images ("Digit: 5" first)
         order = np.arange(n)
-    x, y = x[order], y[order]
+    x, y = take_rows(x, order), y[order]
     titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y]
     plot_image_grid(x, titles, out, ncols=min(n, 3 if n <= 9 else 5))
     lines = [dataset.report] if dataset.report else []

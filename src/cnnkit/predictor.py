@@ -31,8 +31,11 @@ SIZE_FACTOR = 10
 class OnDisk(Protocol):
     """Images left on disk (:class:`cnnkit.datasets.lazy.LazyImages`): a shape, and rows read on demand."""
 
-    shape: tuple[int, ...]
-    dtype: np.dtype
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
 
     def __len__(self) -> int: ...
 

@@ -14,6 +14,9 @@ from cnnkit.datasets.splits import stratified_sample
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.images import COLOR_MODES
 
+# Pixels in memory, or rows of the pixel cache read on demand (a folder larger than memory).
+Images = np.ndarray | LazyImages
+
 
 @dataclass(eq=False)  # eq would compare arrays element-wise and fail
 class Dataset:
@@ -30,14 +33,14 @@ class Dataset:
     """
 
     name: str
-    x_train: np.ndarray
+    x_train: Images
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: Images
     y_test: np.ndarray
     class_names: list[str]
     color_mode: str
     source: str = ""
-    x_val: np.ndarray | None = None  # a fixed validation split (pre-split folders); None: carve from train
+    x_val: Images | None = None  # a fixed validation split (pre-split folders); None: carve from train
     y_val: np.ndarray | None = None
     report: str = ""  # what the loader skipped or merged, and why (image folders)
     resize: str = "stretch"  # how images of other sizes are brought to input_shape (stored in the model)
@@ -112,7 +115,7 @@ class Dataset:
         )
 
 
-def _check_images(field: str, x: object, channels: int, color_mode: str) -> np.ndarray:
+def _check_images(field: str, x: object, channels: int, color_mode: str) -> Images:
     if not isinstance(x, (np.ndarray, LazyImages)):
         raise DataError(f"Expected {field} to be a NumPy array. Received: {type(x).__name__}.")
     if x.dtype != np.uint8:
@@ -139,7 +142,7 @@ def _check_images(field: str, x: object, channels: int, color_mode: str) -> np.n
 class Split:
     """Training and validation images (arrays, or LazyImages left on disk) carved from the training set."""
 
-    x_train: np.ndarray
+    x_train: Images
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Images
     y_val: np.ndarray

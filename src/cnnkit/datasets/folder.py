@@ -263,7 +263,7 @@ def _from_tree(
         else:
             skipped.append((base / rel, "not an image suffix"))
     presplit = any(SPLIT_ALIASES.get(d.name.lower()) == "train" for d in base.iterdir() if d.is_dir())
-    inner = {}  # image -> (split, parts below the split folder, or below root)
+    inner: dict[Path, tuple[str | None, tuple[str, ...]]] = {}  # image -> (split, parts below it, or below root)
     for rel in images:
         split = SPLIT_ALIASES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
         if not presplit:

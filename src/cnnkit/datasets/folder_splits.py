@@ -56,9 +56,9 @@ def split_index(
                 f"Expected {name} in [0, 1). Received: {name}={value!r}.",
                 hint=f"Set {name} to a fraction such as {0.1 if 'val' in name else 0.2}.", params=name,
             )
-    groups = [list(g) for g in groups if len(g) > 1]
-    if groups and not any(index.presplit):
-        return _split_units(index, groups, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+    units = [list(g) for g in groups if len(g) > 1]
+    if units and not any(index.presplit):
+        return _split_units(index, units, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                             train_per_class=train_per_class)
     if train_per_class is not None:
         return _per_class_split(index, train_per_class, val_fraction, seed)
@@ -93,7 +93,7 @@ def split_index(
             setattr(parts, name, np.flatnonzero(split == name))
         elif fraction > 0:
             parts.notes.append(f"No {name}/ folder: carved {fraction:.0%} of each class in train/ as {name}.")
-    spanning = [g for g in groups if len({index.presplit[i] for i in g}) > 1]
+    spanning = [g for g in units if len({index.presplit[i] for i in g}) > 1]
     if spanning:
         example = ", ".join(index.relative(index.paths[i]) for i in spanning[0])
         parts.notes.append(f"{len(spanning)} near-duplicate groups span your train/val/test folders (their test "

@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnkit import artifact
 from cnnkit.datasets.labels import check_labels
-from cnnkit.datasets.lazy import take_rows
+from cnnkit.datasets.lazy import LazyImages, take_rows
 from cnnkit.errors import DataError
 from cnnkit.evaluation import (
     Evaluation,
@@ -34,7 +34,7 @@ def _csv_text(rows: list[list[Any]]) -> str:
 
 def write_evaluation(
     evaluation: Evaluation,
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     y_true: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],

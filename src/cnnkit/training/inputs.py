@@ -36,11 +36,12 @@ def fit_inputs(split: Split, config: TrainConfig, initial_epoch: int = 0) -> tup
     """``model.fit``'s data arguments for ``split``, and the callbacks the feed needs (none but data-parallel's)."""
     if distributed.is_active():
         return _global(split, config, initial_epoch)
-    if isinstance(split.x_train, LazyImages):
-        return {"x": BatchStream(split.x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
-                "validation_data": BatchStream(split.x_val, split.y_val, config.batch_size, shuffle=False)}, []
-    return _arrays(split.x_train, split.y_train, split.x_val, split.y_val, config.batch_size, seed=config.seed,
-                   repeat=bool(config.steps_per_epoch)), []
+    x_train, x_val = split.x_train, split.x_val
+    if isinstance(x_train, LazyImages) and isinstance(x_val, LazyImages):  # a folder left on disk: both are
+        return {"x": BatchStream(x_train, split.y_train, config.batch_size, shuffle=True, seed=config.seed),
+                "validation_data": BatchStream(x_val, split.y_val, config.batch_size, shuffle=False)}, []
+    return _arrays(np.asarray(x_train), split.y_train, np.asarray(x_val), split.y_val, config.batch_size,
+                   seed=config.seed, repeat=bool(config.steps_per_epoch)), []
 
 
 def _arrays(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, batch_size: int, *,
