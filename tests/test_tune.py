@@ -130,3 +130,18 @@ def test_tune_without_optuna_says_what_to_install(monkeypatch, capsys):
     assert ("Error: Hyperparameter search (cnnkit tune) needs the optional package 'optuna', "
             "which is not installed") in err
     assert "Hint: Install it with: pip install 'cnnkit[tune]'" in err
+
+
+def test_tune_in_one_process_leaves_the_registry_as_it_was(tmp_path):
+    """Each trial's recipe, and the tuned one, travel as Preset objects: nothing is registered, during or after."""
+    from cnnkit.presets import PRESETS
+    from cnnkit.training.config import TrainConfig
+    from cnnkit.training.tune import tune
+
+    registry = dict(PRESETS)
+    result = tune(TrainConfig(recipe="article-001", data=str(MNIST_SUBSET), epochs=1, train_limit=600,
+                              test_limit=100), study="s", storage=f"sqlite:///{tmp_path / 'tune.db'}", trials=2,
+                  out=tmp_path / "best", verbose=0)
+    assert result.trials == 2 and result.run is not None and PRESETS == registry
+    tuned = json.loads((tmp_path / "best" / "config.json").read_text())
+    assert tuned["preset"]["name"] == "article-001-tuned" and tuned["train"]["recipe"] == "article-001-tuned"

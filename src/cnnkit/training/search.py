@@ -60,8 +60,9 @@ class Entry:
     val_accuracy: float | None
     standard_error: float | None
     epochs: int
-    seconds: float
+    seconds: float  # the whole trial: the model built and traced, its epochs, their validation
     params: int
+    epoch_seconds: float = 0.0  # one epoch, the median of the trial's (what the winner's training will take)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,7 +204,7 @@ def entries_of(study: Any, validation_images: int) -> list[Entry]:
         rows.append(Entry(trial.number, dict(trial.params), "failed" if state == "fail" else state, value,
                           standard_error(value, validation_images) if value is not None else None,
                           int(trial.user_attrs.get("epochs", 0)), float(trial.user_attrs.get("seconds", 0.0)),
-                          int(trial.user_attrs.get("params", 0))))
+                          int(trial.user_attrs.get("params", 0)), float(trial.user_attrs.get("epoch_seconds", 0.0))))
     return rows
 
 
@@ -258,8 +259,10 @@ def search(config: TrainConfig, dataset: Dataset, run_dir: Path, *, budget_secon
             fitted = fit(dataset, trial_config, Path(scratch), verbose=0, callbacks=[report])
         seconds = time.perf_counter() - start
         value, done = float(fitted.history["val_accuracy"][-1]), len(fitted.history["loss"])
+        per_epoch = sorted(fitted.history.get("epoch_seconds", [seconds / max(done, 1)]))
         for key, item in (("seconds", round(seconds, 2)), ("epochs", done), ("val_accuracy", value),
-                          ("params", int(fitted.model.count_params()))):
+                          ("params", int(fitted.model.count_params())),
+                          ("epoch_seconds", round(per_epoch[len(per_epoch) // 2], 3))):
             trial.set_user_attr(key, item)
         keras.backend.clear_session()  # many models in one process: keep its memory flat
         what = f"#{trial.number} ({', '.join(f'{k} {v}' for k, v in values.items())})"
@@ -277,8 +280,8 @@ def search(config: TrainConfig, dataset: Dataset, run_dir: Path, *, budget_secon
         entries = entries_of(study, validation_images)
         elapsed = spent + time.perf_counter() - start
         best = max((e for e in entries if e.state == "complete"), key=lambda e: e.val_accuracy or 0.0, default=None)
-        reserve = final_reserve(budget_seconds, best.seconds / max(best.epochs, 1) if best else None,
-                                candidates.MAX_EPOCHS)
+        reserve = final_reserve(budget_seconds, best.epoch_seconds or best.seconds / max(best.epochs, 1)
+                                if best else None, candidates.MAX_EPOCHS)
         full = sorted(e.seconds for e in entries if e.state == "complete")
         next_trial = full[len(full) // 2] if full else epochs * epoch_seconds  # the median finished trial
         if best is not None and elapsed + next_trial > budget_seconds * 0.95 - reserve:
