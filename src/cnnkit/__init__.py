@@ -5,7 +5,7 @@ The public API mirrors the command line::
     import cnnkit
     data = cnnkit.load_dataset("mnist")                 # uint8 pixels + class names
     model = cnnkit.build_model("article-004")           # preprocessing inside the model
-    result = cnnkit.train(cnnkit.TrainConfig(recipe="fast"), "runs/demo")
+    run = cnnkit.train("mnist", "runs/demo", recipe="fast")  # or a Dataset, arrays; model=...
     predictor = cnnkit.load("runs/demo")                # a run folder, .keras file, or model.json
     predictor.predict(data.x_test[:5])
 
@@ -30,17 +30,21 @@ if TYPE_CHECKING:
     from cnnkit.predictor import Predictor as Predictor
     from cnnkit.presets import PRESETS as PRESETS
     from cnnkit.presets import get_preset as get_preset
+    from cnnkit.training.api import evaluate as evaluate
+    from cnnkit.training.api import train as train
     from cnnkit.training.config import TrainConfig as TrainConfig
     from cnnkit.training.lr_find import lr_find as lr_find
-    from cnnkit.training.run import evaluate as evaluate
-    from cnnkit.training.run import train as train
+    from cnnkit.training.result import Evaluation as Evaluation
+    from cnnkit.training.result import Run as Run
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "load_dataset": "cnnkit.datasets:load",
     "build_model": "cnnkit.models.build",
     "TrainConfig": "cnnkit.training.config",
-    "train": "cnnkit.training.run",
-    "evaluate": "cnnkit.training.run",
+    "train": "cnnkit.training.api",
+    "evaluate": "cnnkit.training.api",
+    "Run": "cnnkit.training.result",
+    "Evaluation": "cnnkit.training.result",
     "lr_find": "cnnkit.training.lr_find",
     "load": "cnnkit.loading",
     "Predictor": "cnnkit.predictor",

@@ -13,6 +13,7 @@ from training: what serves a model (engines, predictor, server) reads run folder
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import zipfile
@@ -166,15 +167,29 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
         if unfinished is not None:
             raise ArtifactError(f"Run folder {path} is unfinished: {unfinished} (it was stopped, or is still "
                                 f"training), so it has no {MODEL} yet.",
-                                f"Finish it with `cnnkit train --out {path} --resume`, then try again.")
+                                f"Finish it with cnnkit.train(..., out={str(path)!r}, resume=True), then try again.",
+                                cli_hint=f"Finish it with `cnnkit train --out {path} --resume`, then try again.")
         if not (path / MODEL).is_file():
             raise ArtifactError(f"Expected a finished run folder, holding {MODEL}. Received: {path}, which has none.",
-                                "Pass the --out folder of a finished `cnnkit train`, or a .keras file.")
+                                "Pass the out folder of a finished cnnkit.train(), or a .keras file.",
+                                cli_hint="Pass the --out folder of a finished `cnnkit train`, or a .keras file.")
         path = path / MODEL
     if not path.is_file():
-        raise ArtifactError(f"Model not found. Received: {path}.",
-                            "Pass a run folder made by `cnnkit train` or a .keras file.")
+        raise ArtifactError(f"Model not found. Received: {path}.{_did_you_mean(path)}",
+                            "Pass the out folder of a finished cnnkit.train(), or a .keras file.",
+                            cli_hint="Pass a run folder made by `cnnkit train` or a .keras file.")
     return path
+
+
+def _did_you_mean(path: Path) -> str:
+    """`` Did you mean 'runs/fast-mnist'?`` for the nearest run folder or model file beside ``path`` ("" if none)."""
+    parent = path.parent
+    try:
+        near = [p.name for p in parent.iterdir() if (p / MODEL).is_file() or p.suffix == ".keras"]
+    except OSError:  # no such parent folder, or unreadable: nothing to suggest
+        return ""
+    close = difflib.get_close_matches(path.name, near, n=1, cutoff=0.6)
+    return f" Did you mean {str(parent / close[0])!r}?" if close else ""
 
 
 def unfinished_run(run_dir: str | Path) -> str | None:

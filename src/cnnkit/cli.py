@@ -38,22 +38,16 @@ def _count(n: int, noun: str) -> str:
 
 
 def _print_metrics(result) -> None:
-    m = result.metrics
-    print(f"Test accuracy: {m['test_accuracy']:.2%}  balanced: {m['balanced_accuracy']:.2%}  test loss: "
-          f"{m['test_loss']:.4f}  ({_count(m['epochs'], 'epoch')}, {m['train_seconds']:.1f} s training)")
-    recalls = ", ".join(f"{row['class']} {row['recall']:.1%}" for row in m.get("per_class", []))
-    print(f"  recall per class: {recalls}")
-    _print_tta(m)
-    if result.written:
-        print(f"Run folder: {result.run_dir}")
+    print(result.summary())
 
 
 @command
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe on a dataset; write the run folder (model, metrics, plots)."""
+    from cnnkit.training.api import default_out
     from cnnkit.training.run import train
 
-    out = args.out or Path("runs") / f"{args.recipe or 'default'}-{Path(args.data).name or 'data'}"
+    out = args.out or default_out(args.recipe, args.data)
     if args.resume and args.out is None:
         from cnnkit.errors import ConfigError
         raise ConfigError("--resume needs the run folder to continue.", "Pass --out RUN_FOLDER.")
@@ -115,19 +109,17 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a run's model on its test set again."""
-    from cnnkit.training.run import evaluate
+    from cnnkit import artifact
+    from cnnkit.training.api import evaluate
+    from cnnkit.training.result import tta_line
 
-    m = evaluate(args.run)
-    print(f"Test accuracy: {m['test_accuracy']:.2%}  balanced: {m['balanced_accuracy']:.2%}  test loss: "
-          f"{m['test_loss']:.4f}  (n={m['test_samples']})")
-    _print_tta(m)
+    e = evaluate(args.run, write=True)
+    m = artifact.read_json(Path(args.run) / artifact.METRICS)
+    print(f"Test accuracy: {e.accuracy:.2%}  balanced: {e.balanced_accuracy:.2%}  test loss: "
+          f"{e.loss:.4f}  (n={int(e.confusion.sum())})")
+    if tta_line(m):
+        print(tta_line(m))
     return 0
-
-
-def _print_tta(m: dict) -> None:
-    if m.get("tta"):
-        print(f"  (test-time augmentation {m['tta']}: averages shifted copies; one view scores "
-              f"{m['test_accuracy_single_view']:.2%})")
 
 
 @command

@@ -53,7 +53,7 @@ def speak_cli(exc: CnnkitError, parser: argparse.ArgumentParser) -> tuple[str, s
     ``Received: epochs=-1`` names the value as given, stays as it is.
     """
     actions = {action.dest: action for action in parser._actions if action.option_strings}  # noqa: SLF001
-    hint = exc.hint
+    hint = exc.cli_hint or exc.hint
     for param in exc.params:
         action = actions.get(_ALIASES.get(param, param)) or actions.get(param)
         if hint is None or action is None:

@@ -24,15 +24,19 @@ class CnnkitError(Exception):
         message: what was wrong and what was received.
         hint: how to fix it (a setting to change, a file to check, a command to run).
         params: the parameters the message and hint name (a name or a tuple of names).
+        cli_hint: the hint as the command line gives it, where it names a command rather than a parameter
+            (``hint`` "see cnnkit.PRESETS", ``cli_hint`` "run `cnnkit summary --list`"); default: ``hint``.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None, *, params: str | tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, params: str | tuple[str, ...] = (),
+                 cli_hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.params = (params,) if isinstance(params, str) else tuple(params)
+        self.cli_hint = cli_hint
 
     def __str__(self) -> str:
         if self.hint:

@@ -10,7 +10,7 @@ a reloaded artifact or a served predictor. Numbers only: the run folder's files
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ EPSILON = 1e-7
 MOST_CONFUSED_LIMIT = 10
 
 
-@dataclass
+@dataclass(repr=False)
 class Evaluation:
     """Metrics of one model on one labelled set (see :func:`evaluate_probabilities`)."""
 
@@ -35,6 +35,12 @@ class Evaluation:
     per_class: list[dict[str, Any]]  # {"class", "precision", "recall", "f1", "support"}
     macro_f1: float
     most_confused: list[dict[str, Any]]  # {"true", "predicted", "count"}, largest first
+    class_names: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Evaluation(accuracy {self.accuracy:.2%}, balanced {self.balanced_accuracy:.2%}, "
+                f"loss {self.loss:.4f}, {int(np.asarray(self.confusion).sum()):,} images, "
+                f"{len(self.per_class)} classes)")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metrics as plain Python lists, floats and ints (JSON-serialisable)."""
@@ -139,6 +145,7 @@ def evaluate_probabilities(
         per_class=per_class,
         macro_f1=float(np.mean(f1)),
         most_confused=_most_confused(cm, names),
+        class_names=names,
     )
 
 

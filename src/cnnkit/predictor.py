@@ -86,9 +86,10 @@ class Predictor:
         if array.ndim == len(self.input_shape):
             array = array[None]  # one image
         if array.shape[1:] != self.input_shape:
-            raise DataError(
-                f"Expected uint8 images of shape (N, {', '.join(map(str, self.input_shape))}). "
-                f"Received: shape={array.shape}.",
+            shape = ", ".join(map(str, self.input_shape))
+            raise DataError(  # the shape as the caller gave it, not as it became here
+                f"Expected uint8 images of shape (N, {shape}), or one image ({shape}). "
+                f"Received: shape={np.shape(images)}.",
                 "Decode and resize files with cnnkit.images.decode_image (or pass file paths), "
                 f"colour mode {self.metadata.color_mode!r}.",
             )

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -72,8 +73,21 @@ def load(
         return load_npz(text)
     if os.path.isdir(text) or (text.endswith(".csv") and os.path.isfile(text)):
         return load_folder(text, home=home, **folder_options)  # a .csv is read as a manifest
+    near = [*BUILTIN, *_siblings(text)]
+    close = difflib.get_close_matches(text, near, n=1, cutoff=0.6)
     raise ConfigError(
         f"Unknown dataset {text!r}. Expected one of: {', '.join(BUILTIN)}, a path to an .npz file, "
-        "a folder of images, or a .csv manifest (path,label).",
-        hint="Run with 'mnist' for the built-in digits, or check the path.",
+        "a folder of images, or a .csv manifest (path,label)." + (f" Did you mean {close[0]!r}?" if close else ""),
+        hint="Use 'mnist' for the built-in digits, or check the path.", params="data",
     )
+
+
+def _siblings(text: str) -> list[str]:
+    """The folders, ``.npz`` and ``.csv`` files beside the path ``text`` names: what a typo may have meant."""
+    parent = os.path.dirname(text) or "."
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return [os.path.join(parent, n) if os.path.dirname(text) else n for n in names
+            if n.endswith((".npz", ".csv")) or os.path.isdir(os.path.join(parent, n))]

@@ -173,7 +173,8 @@ def load_folder(
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = take(splits.train), take(splits.val), take(splits.test)
     if not len(x_train) or not len(x_test):
         raise DataError(f"After skipping unusable files, {path} leaves {len(x_train)} training and "
-                        f"{len(x_test)} test images.", "Run `cnnkit verify PATH` to see which files failed and why.")
+                        f"{len(x_test)} test images.", "cnnkit.dataview.verify(path) says which files failed and why.",
+                        cli_hint=f"Run `cnnkit verify {path}` to see which files failed and why.")
     counts = f"Split: train {len(x_train)}, val {len(x_val)}, test {len(x_test)} (seed {seed})"
     action = {"group": "each kept whole in one split", "drop": "one image of each kept"}.get(near_duplicates, "")
     report = "\n".join([index.report(), *profile.lines(), decode_report(index, decoded),

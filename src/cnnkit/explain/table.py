@@ -148,7 +148,9 @@ def explain(target: str | os.PathLike[str]) -> ModelExplanation:
     if not os.path.exists(target):
         raise ConfigError(f"Expected a preset name ({', '.join(PRESETS)}) or a run folder / .keras file. "
                           f"Received: target={str(target)!r}.",
-                          "Run `cnnkit summary --list` for the presets, or pass a folder made by `cnnkit train`.")
+                          "See cnnkit.PRESETS for the presets, or pass the out folder of a finished cnnkit.train().",
+                          cli_hint="Run `cnnkit summary --list` for the presets, or pass a folder made by "
+                                   "`cnnkit train`.")
     return explain_model(load_model(target)[0])
 
 

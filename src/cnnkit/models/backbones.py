@@ -25,6 +25,7 @@ dense layer); ``top1`` is the ImageNet top-1 accuracy Keras documents for the fu
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +128,11 @@ def get_backbone(name: str | Backbone) -> Backbone:
     if isinstance(name, Backbone):
         return name
     if name not in _BY_NAME:
-        raise ConfigError(f"Unknown backbone. Expected one of {backbone_names()}. Received: backbone={name!r}.",
-                          "Run `cnnkit backbones` to list them with their sizes and costs.", params="backbone")
+        close = difflib.get_close_matches(str(name), backbone_names(), n=1)
+        raise ConfigError(f"Unknown backbone. Expected one of {backbone_names()}. Received: backbone={name!r}."
+                          + (f" Did you mean {close[0]!r}?" if close else ""),
+                          "cnnkit.models.backbones.BACKBONES lists them with their sizes and costs.",
+                          params="backbone", cli_hint="Run `cnnkit backbones` to list them with their sizes and costs.")
     return _BY_NAME[name]
 
 

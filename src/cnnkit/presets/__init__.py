@@ -37,8 +37,8 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(
             f"Unknown recipe. Expected one of: {', '.join(PRESETS)}. Received: recipe={name!r}."
             + (f" Did you mean {close[0]!r}?" if close else ""),
-            "See every recipe with its description in cnnkit.PRESETS (or `cnnkit summary --list`).",
-            params="recipe",
+            "See every recipe with its description in cnnkit.PRESETS.",
+            params="recipe", cli_hint="Run `cnnkit summary --list` to see every recipe with its description.",
         ) from None
 
 

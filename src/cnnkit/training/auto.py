@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from cnnkit import datasets
 from cnnkit.datasets import Dataset
 from cnnkit.datasets.photos import Inspected, inspect_folder
+from cnnkit.errors import ConfigError
 from cnnkit.presets import as_preset
 from cnnkit.training.config import DEFAULT_BUDGET_MINUTES, TrainConfig, load_data
 
@@ -199,16 +200,26 @@ def folder_options(config: TrainConfig) -> dict[str, Any]:
     return {**chosen.folder_options(as_preset(choice.recipe)), "inspected": inspected}
 
 
-def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
+def prepare(config: TrainConfig, given: Dataset | None = None, *,
+            own_model: bool = False) -> tuple[TrainConfig, Dataset, str]:
     """Resolve ``config`` (recipe auto included) and load its dataset once; the last item says what auto chose.
 
     Recipe auto on photos may fetch a backbone's ImageNet weights here (:func:`choose_for_folder`, ``fetch``).
+    ``given``: data already in memory (a notebook's), used instead of loading ``config.data``.
+    ``own_model``: the caller brings the model; the recipe gives only its training settings, for its own
+    epochs (a budget is planned on the recipe's network, which is not the one trained).
 
     Example:
         >>> config, dataset, why = prepare(TrainConfig(data="photos/"))  # doctest: +SKIP
         >>> why  # doctest: +SKIP
         'Recipe auto: 1,096 images, median 284x183 colour: photos -> recipe photo at 160x160; budget 15 min.'
     """
+    if own_model and config.budget:
+        raise ConfigError(f"A budget plans the epochs of a recipe's own network, not of a model given. "
+                          f"Received: budget={config.budget!r} with model.",
+                          "Set epochs instead of budget, or leave model out.", params=("budget", "model"))
+    if given is not None:
+        return _prepare_given(config, given, own_model)
     if config.recipe not in (None, "auto") or config.backbone or config.data in datasets.BUILTIN:
         config = config.resolve()
         return config, load_data(config), ""
@@ -226,3 +237,19 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, Dataset, str]:
                                  color_mode=choice.color_mode, budget=budget, backbone=choice.backbone).resolve()
     plan = f"; budget {budget:g} min" if budget else f"; {config.epochs} epochs"
     return config, load_data(config, inspected=inspected), f"Recipe auto: {choice.reason}{plan}."
+
+
+def _prepare_given(config: TrainConfig, given: Dataset, own_model: bool) -> tuple[TrainConfig, Dataset, str]:
+    """:func:`prepare` for a dataset in memory: recipe auto chooses from its arrays, as for an ``.npz`` file."""
+    why = ""
+    if config.recipe in (None, "auto") and not config.backbone and config.data not in datasets.BUILTIN:
+        choice = choose_for_arrays(given)
+        several = (config.num_processes or 1) > 1
+        budget = None if own_model or config.epochs or several else config.budget or DEFAULT_BUDGET_MINUTES
+        config = dataclasses.replace(config, recipe=choice.recipe, budget=budget)
+        plan = f"budget {budget:g} min" if budget else f"{config.epochs} epochs" if config.epochs else "its epochs"
+        why = f"Recipe auto: {choice.reason}; {plan}."
+    config = config.resolve()
+    if own_model:
+        config = dataclasses.replace(config, precision="float32")  # the model computes in the dtype it was built in
+    return config, given.subset(train=config.train_limit, test=config.test_limit, seed=config.seed), why

@@ -7,6 +7,7 @@ Each field's default is the only one: ``cnnkit train``'s options are made from t
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,14 @@ class TrainConfig:
     process_id: int | None = option(None, "--process-id", metavar="I",
                                     help="data-parallel: this process, 0 … N-1 (0 writes)")
 
+    def __post_init__(self) -> None:
+        if isinstance(self.data, os.PathLike):
+            self.data = os.fspath(self.data)
+        if not isinstance(self.data, str):  # a Dataset or arrays: cnnkit.train takes those, a config only names
+            raise ConfigError(f"Expected data as a dataset name or path. Received: data={type(self.data).__name__}.",
+                              "Pass the Dataset or arrays to cnnkit.train(data, ...) itself; a TrainConfig names "
+                              "its data.", params="data")
+
     @property
     def is_folder(self) -> bool:
         return Path(self.data).is_dir() or self.data.endswith(".csv")
@@ -187,7 +196,7 @@ class TrainConfig:
             given = "fine_tune" if r.fine_tune else "weights"
             raise ConfigError(f"Expected a backbone with {given}: recipe {preset.name} has none. "
                               f"Received: {given}={getattr(r, given)!r}, backbone=None.",
-                              "Name one with backbone (see `cnnkit backbones`), or leave fine_tune and weights out.",
+                              "Name one with backbone, or leave fine_tune and weights out.",
                               params=(given, "backbone"))
         from cnnkit.models.build import resolve_precision  # here, not at the top: it imports Keras
 
@@ -212,7 +221,7 @@ class TrainConfig:
         path = Path(run_dir) / artifact.CONFIG
         if not path.is_file():
             raise ArtifactError(f"No {artifact.CONFIG} in {run_dir}: not a cnnkit run folder.",
-                                "Pass the folder that `cnnkit train --out` wrote.")
+                                "Pass the out folder of a finished training run.")
         saved = artifact.read_json(path)
         train = dict(saved.get("train", {}))
         if "preset" in train:  # the recipe's name, as runs before layout II wrote it

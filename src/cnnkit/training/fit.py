@@ -123,7 +123,7 @@ class FitResult:
 
 def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         verbose: int | str = "auto", callbacks: list[keras.callbacks.Callback] | None = None,
-        budget: Plan | None = None) -> FitResult:
+        budget: Plan | None = None, model: keras.Model | None = None) -> FitResult:
     """Train into ``run_dir``; return the model and its history.
 
     With ``resume=True`` the model, optimizer state, schedule position and history
@@ -131,6 +131,8 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
     ``callbacks`` are extra Keras callbacks, run before cnnkit's own recorder. ``budget``, the plan
     that set ``config.epochs``, is kept at every epoch's end (:class:`BudgetKeeper`): the schedule's end
     moves, and ``run_dir/config.json`` records it, when more or fewer epochs fit than were planned.
+    ``model``: the caller's own model (checked by :func:`cnnkit.models.contract.check_model`), compiled with
+    the recipe's optimizer and trained in place, instead of the recipe's.
     """
     run_dir = Path(run_dir)
     preset = config.preset
@@ -154,8 +156,9 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         initial_epoch, history = int(state.get("epoch", 0)), state.get("history", {})
         log.info(f"Resuming {run_dir} after epoch {initial_epoch}/{config.epochs}.")
     else:
-        model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                            precision=config.precision or "float32")
+        if model is None:
+            model = build_model(preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                                precision=config.precision or "float32")
         compile_model(model, preset, config, steps)
     recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
     # One line per epoch in logs, a live bar in a terminal.

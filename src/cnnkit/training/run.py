@@ -9,9 +9,8 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from cnnkit.errors import ConfigError
 from cnnkit.evaluation import evaluate_probabilities
 from cnnkit.fileio import write_json, write_text
 from cnnkit.models import build_model
+from cnnkit.models.contract import check_model
 from cnnkit.plots import plot_history
 from cnnkit.predictor import Predictor
 from cnnkit.progress import reporting
@@ -30,23 +30,20 @@ from cnnkit.training import distributed
 from cnnkit.training.auto import prepare
 from cnnkit.training.balance import class_weights
 from cnnkit.training.budget import Plan, planned
-from cnnkit.training.config import TrainConfig, load_data, metadata_for
+from cnnkit.training.config import TrainConfig, metadata_for
 from cnnkit.training.fit import fit, plan_budget, validation_size
 from cnnkit.training.launch import relaunch
 from cnnkit.training.lock import run_folder_lock
+from cnnkit.training.result import Run
 from cnnkit.training.search import base_plan, can_search, search, worth_searching
 from cnnkit.training.transfer import fit_transfer, load_weights
 
+if TYPE_CHECKING:
+    import keras
+
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunResult:
-    """Where a run was written and what it measured on the test set."""
-
-    run_dir: Path
-    metrics: dict[str, Any]
-    written: bool = True  # False on the other processes of a data-parallel run: only process 0 writes
+RunResult = Run  # the name before the notebook API
 
 
 def _check_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -77,21 +74,28 @@ def _prepare_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          verbose: int | str = "auto") -> RunResult:
+          verbose: int | str = "auto", dataset: Dataset | None = None, model: keras.Model | None = None,
+          request: dict[str, Any] | None = None) -> Run:
     """Train ``config`` into the run folder ``out`` and evaluate it on the test set.
 
     ``verbose`` is Keras' (0 silent, 1 a live bar, 2 a line per epoch, "auto": a bar in a terminal); it
-    governs cnnkit's own progress lines too (:mod:`cnnkit.progress`).
+    governs cnnkit's own progress lines too (:mod:`cnnkit.progress`). ``dataset``: data already in
+    memory, used instead of loading ``config.data``; ``model``: a Keras model to train instead of the
+    recipe's (the recipe gives the optimizer, schedule and epochs); ``request``: what the caller asked
+    for, recorded in ``config.json`` (:func:`cnnkit.train` compares it when a notebook cell runs again).
+    The friendlier front, which takes names, Datasets or arrays, is :func:`cnnkit.training.api.train`.
 
     Example:
         >>> train(TrainConfig(recipe="fast"), "runs/demo").metrics["test_accuracy"]  # doctest: +SKIP
         0.99...
     """
     with reporting(verbose):
-        return _train(config, Path(out), resume=resume, overwrite=overwrite, verbose=verbose)
+        return _train(config, Path(out), resume=resume, overwrite=overwrite, verbose=verbose,
+                      given=(dataset, model, request or {}))
 
 
-def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, verbose: int | str) -> RunResult:
+def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, verbose: int | str,
+           given: tuple[Dataset | None, keras.Model | None, dict[str, Any]]) -> Run:
     """:func:`train`, its lines already governed by ``verbose``: check and load everything, then lock the folder."""
     if resume:
         config = relaunch(TrainConfig.from_run(run_dir), config)  # this launch's process_id, coordinator
@@ -101,36 +105,42 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
                               "Use it as it is (evaluate, predict, serve it), or train it again with overwrite=True "
                               "instead of resume=True.", params=("overwrite", "resume"))
     # Before touching the run folder: a bad path leaves nothing behind. Recipe auto looks at the data here.
-    config, dataset, choice = prepare(config)
+    config, dataset, choice = prepare(config, given[0], own_model=given[1] is not None)
     if choice:
         log.info(choice)
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
     class_weights(config.class_weight, dataset.y_train, dataset.class_names)  # a bad spec, before the folder
     # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
-    with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
-        model = build_model(config.preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
-        if config.preset.backbone:  # and weights that are missing, unverified or of another network
-            load_weights(model, config)
+    if given[1] is not None:  # the caller's own model: its input and output must fit the data
+        check_model(given[1], dataset)
+    else:
+        with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
+            model = build_model(config.preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+            if config.preset.backbone:  # and weights that are missing, unverified or of another network
+                load_weights(model, config)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
     with run_folder_lock(run_dir) if chief else contextlib.nullcontext():  # one writer per run folder
         return _train_into(run_dir, config, dataset, resume=resume, overwrite=overwrite, verbose=verbose,
-                           chief=chief, choice=choice)
+                           chief=chief, choice=choice, model=given[1], request=given[2])
 
 
 def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume: bool, overwrite: bool,
-                verbose: int | str, chief: bool, choice: str = "") -> RunResult:
+                verbose: int | str, chief: bool, choice: str = "", model: keras.Model | None = None,
+                request: dict[str, Any] | None = None) -> Run:
     """Everything :func:`train` does once the run folder is this process's: write, fit, evaluate, report."""
     if chief:
         _check_folder(run_dir, resume, overwrite)
     # A resumed run keeps what its first launch recorded (auto's choice, the budget's plan, the profile, the search).
     record = artifact.read_json(run_dir / artifact.CONFIG) if resume else {}
+    if request:
+        record["request"] = request
     pending = record.get("search", {}) if not record.get("search", {}).get("done") else {}
     plan, searching = None, bool(pending)
     backbone = bool(config.preset.backbone)
     if config.budget and not resume and not backbone:  # a resumed run keeps the epochs its config.json recorded
         plan = base_plan(config, dataset, config.budget * 60)  # a budget too small fails here, before the folder
-        searching = bool(choice) and chief and can_search(config) and worth_searching(plan, config.preset,
-                                                                                     config.budget * 60)
+        searching = (bool(choice) and chief and model is None and can_search(config)
+                     and worth_searching(plan, config.preset, config.budget * 60))
         if searching:
             pending, plan = {"done": False, "base_epoch_seconds": plan.epoch_seconds}, None
         else:
@@ -160,7 +170,8 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         fitted = fit_transfer(dataset, config, run_dir, resume=resume, verbose=verbose)
     else:
         # After a search this launch ran, the winner's training starts here, kept to its plan.
-        fitted = fit(dataset, config, run_dir, resume=resume and not searching, verbose=verbose, budget=plan)
+        fitted = fit(dataset, config, run_dir, resume=resume and not searching, verbose=verbose, budget=plan,
+                     model=model)
     if plan:  # the budget's keeper may have moved the schedule's end
         config = dataclasses.replace(config, epochs=fitted.epochs)
     metadata = metadata_for(dataset, config)
@@ -182,12 +193,12 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         **({"transfer": fitted.stages} if fitted.stages else {}),
     })
     if not chief:  # same metrics as process 0, which writes them
-        return RunResult(run_dir, metrics, written=False)
+        return Run(run_dir, metrics, written=False, trained_model=fitted.model)
     write_json(run_dir / artifact.METRICS, metrics)
     plot_history(history, run_dir / artifact.CURVES)
     build_report(run_dir, predictor=predictor, dataset=dataset, probs=probs, cal=cal)
     shutil.rmtree(run_dir / artifact.CHECKPOINT_DIR, ignore_errors=True)  # finished: the model is saved
-    return RunResult(run_dir, metrics)
+    return Run(run_dir, metrics, trained_model=fitted.model)
 
 
 def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
@@ -215,17 +226,6 @@ def evaluate_run_model(predictor: Predictor, dataset: Dataset, run_dir: Path,
         metrics["test_accuracy_single_view"] = evaluate_probabilities(
             dataset.y_test, single.predict_proba(dataset.x_test), dataset.class_names).accuracy
     return metrics, probs, cal
-
-
-def evaluate(run_dir: str | Path) -> dict[str, Any]:
-    """Re-evaluate a finished run's model on its dataset's test set; rewrite its metrics."""
-    run_dir = Path(run_dir)
-    config = TrainConfig.from_run(run_dir).resolve()
-    predictor = Predictor.from_artifact(run_dir)
-    metrics, _, _ = evaluate_run_model(predictor, load_data(config), run_dir)
-    previous = artifact.read_json(run_dir / artifact.METRICS)
-    write_json(run_dir / artifact.METRICS, {**previous, **metrics})
-    return metrics
 
 
 def environment() -> dict[str, Any]:

@@ -1,0 +1,182 @@
+"""The Python API as a notebook uses it: train and evaluate take what the learner holds (issue 30).
+
+`cnnkit.train` takes a name, a Dataset, arrays or a model and returns a Run (model, history, metrics,
+run folder, shown inline); `cnnkit.evaluate` takes a run, a model or a predictor and data, and returns
+the confusion matrix with the metrics. Re-running a cell returns the same run; errors speak Python.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import MNIST_SUBSET
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A small MNIST subset as arrays: 800 training and 200 test digits."""
+    from cnnkit.datasets import load
+
+    return load(str(MNIST_SUBSET)).subset(train=800, test=200, seed=0)
+
+
+def test_train_takes_a_dataset_and_returns_the_run_with_its_model_history_and_metrics(digits, tmp_path, capsys):
+    import cnnkit
+
+    run = cnnkit.train(digits, tmp_path / "run", recipe="fast", epochs=2, verbose=2)
+    printed = capsys.readouterr().out
+    assert f"Test accuracy: {run.test_accuracy:.2%}" in printed  # as the CLI prints it
+    assert isinstance(run, cnnkit.Run) and run.metrics["test_samples"] == 200 and run.metrics["epochs"] == 2
+    assert len(run.history["loss"]) == 2 and len(run.history["val_accuracy"]) == 2
+    probs = run.model.predict(digits.x_test[:8], verbose=0)  # the trained Keras model, raw uint8 pixels in
+    assert probs.shape == (8, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    assert repr(run).startswith(f"Run({str(tmp_path / 'run')!r}): test accuracy ") and len(repr(run)) < 200
+    html = run._repr_html_()
+    assert html.count("data:image/png;base64,") == 2 and "<style" not in html  # curves and confusion matrix
+    report = run.report()._repr_html_()
+    assert report.startswith("<iframe srcdoc=") and "&lt;style&gt;" in report  # its styles stay in the frame
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["data"] == digits.name and len(config["request"]["data"]) == 24  # the data's digest
+    # The run trained on data in memory: evaluating it again needs the data, and says so.
+    with pytest.raises(cnnkit.errors.ConfigError, match=r"trained on data held in memory .* evaluate\(run, data\)"):
+        cnnkit.evaluate(run)
+    again = cnnkit.evaluate(run, digits)
+    assert again.accuracy == pytest.approx(run.test_accuracy)
+
+
+def test_train_takes_arrays_as_keras_gives_them(digits, tmp_path):
+    import cnnkit
+
+    pairs = ((digits.x_train[..., 0], digits.y_train), (digits.x_test[..., 0], digits.y_test))  # (N, 28, 28)
+    names = [f"digit {i}" for i in range(10)]
+    run = cnnkit.train(pairs, tmp_path / "pairs", recipe="fast", epochs=1, class_names=names, verbose=0)
+    assert run.metrics["test_samples"] == 200 and run.predictor().class_names == names
+    # (x, y): a stratified test_fraction is held out.
+    run = cnnkit.train((digits.x_train, digits.y_train), tmp_path / "xy", recipe="fast", epochs=1,
+                       test_fraction=0.25, verbose=0)
+    from cnnkit.datasets import stratified_split
+
+    assert run.metrics["test_samples"] == len(stratified_split(digits.y_train, 0.25, 0)[1]) > 190  # class by class
+
+
+def test_train_takes_a_built_model_and_trains_it_in_place(digits, tmp_path):
+    import keras
+
+    import cnnkit
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10, activation="softmax")])
+    before = [w.copy() for w in model.get_weights()]
+    run = cnnkit.train(digits, tmp_path / "mine", recipe="fast", model=model, epochs=1, verbose=0)
+    assert run.model is model and any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert run.predictor().model.count_params() == model.count_params()  # the saved model is this one
+    built = cnnkit.build_model("article-004", input_shape=(28, 28, 1), num_classes=10)
+    run = cnnkit.train(digits, tmp_path / "built", model=built, epochs=1, verbose=0)
+    assert run.metrics["epochs"] == 1
+
+
+@pytest.mark.parametrize(("layers", "match"), [
+    ([("Input", (32, 32, 1)), ("Dense", 10, "softmax")], r"input takes the data's images, .*\(None, 28, 28, 1\)"),
+    ([("Input", (28, 28, 1)), ("Flatten",), ("Dense", 3, "softmax")], r"one output per class \(10: 0, 1, 2"),
+    ([("Input", (28, 28, 1)), ("Flatten",), ("Dense", 10, None)], "ends in a softmax"),
+])
+def test_a_model_that_does_not_fit_the_data_is_refused_before_the_folder(digits, tmp_path, layers, match):
+    import keras
+
+    import cnnkit
+
+    made = []
+    for kind, *args in layers:
+        if kind == "Input":
+            made.append(keras.Input(args[0]))
+        elif kind == "Flatten":
+            made.append(keras.layers.Flatten())
+        else:
+            made.append(keras.layers.Dense(args[0], activation=args[1]))
+    with pytest.raises(cnnkit.errors.ConfigError, match=match):
+        cnnkit.train(digits, tmp_path / "bad", recipe="fast", model=keras.Sequential(made), epochs=1, verbose=0)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_takes_a_model_and_arrays_and_returns_the_confusion_matrix(digits, trained_run, tmp_path):
+    import cnnkit
+
+    model = trained_run.model
+    x, y = digits.x_test, digits.y_test
+    result = cnnkit.evaluate(model, (x, y))
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    assert result.accuracy == pytest.approx(float((predicted == y).mean()))
+    assert result.confusion.shape == (10, 10) and int(result.confusion.sum()) == len(y)
+    assert np.array_equal(np.diag(result.confusion), np.bincount(y[predicted == y], minlength=10))
+    assert repr(result).startswith("Evaluation(accuracy ") and "data:image/png;base64," in result._repr_html_()
+    # A run folder, a Run and a Predictor give the same numbers; nothing is written unless asked.
+    before = {p.name: p.stat().st_mtime_ns for p in trained_run.run_dir.iterdir()}
+    for target in (trained_run.run_dir, trained_run, cnnkit.load(trained_run.run_dir)):
+        assert cnnkit.evaluate(target, (x, y)).accuracy == pytest.approx(result.accuracy, abs=1e-6)
+    assert cnnkit.evaluate(trained_run).accuracy == pytest.approx(trained_run.test_accuracy)
+    assert {p.name: p.stat().st_mtime_ns for p in trained_run.run_dir.iterdir()} == before
+
+
+def test_running_the_cell_again_returns_the_run_and_a_changed_cell_asks_for_overwrite(digits, tmp_path, capsys):
+    import cnnkit
+
+    out = tmp_path / "cell"
+    first = cnnkit.train(digits, out, recipe="fast", epochs=1, verbose=0)
+    stamp = (out / "model.keras").stat().st_mtime_ns
+    again = cnnkit.train(digits.subset(), out, recipe="fast", epochs=1, verbose=2)  # a Restart & Run All
+    assert "already holds this run (same settings, same data): returning it" in capsys.readouterr().out
+    assert again.metrics == first.metrics and (out / "model.keras").stat().st_mtime_ns == stamp
+    with pytest.raises(cnnkit.errors.ConfigError, match=r"other settings: epochs 1 -> 2\. .*overwrite=True"):
+        cnnkit.train(digits, out, recipe="fast", epochs=2, verbose=0)
+    with pytest.raises(cnnkit.errors.ConfigError, match="other settings: another data"):
+        cnnkit.train(digits.subset(train=400, seed=1), out, recipe="fast", epochs=1, verbose=0)
+    assert cnnkit.train(digits, out, recipe="fast", epochs=2, overwrite=True, verbose=0).metrics["epochs"] == 2
+
+
+def test_python_errors_speak_python(digits, tmp_path):
+    """Did-you-mean for recipes, settings, datasets and run folders; shapes as given; a Dataset where a name goes."""
+    import cnnkit
+    from cnnkit.errors import CnnkitError
+
+    def error(call):
+        with pytest.raises(CnnkitError) as caught:
+            call()
+        return f"{caught.value.message} {caught.value.hint}"
+
+    text = error(lambda: cnnkit.train("mnist", recipe="fsat"))
+    assert "Did you mean 'fast'?" in text and "cnnkit.PRESETS" in text and "`cnnkit" not in text
+    assert "Did you mean 'epochs'?" in error(lambda: cnnkit.train("mnist", epoch=3))
+    assert "Did you mean 'mnist'?" in error(lambda: cnnkit.train("mnsit", recipe="fast"))
+    run = cnnkit.train(digits, tmp_path / "fast-digits", recipe="fast", epochs=1, verbose=0)
+    text = error(lambda: cnnkit.load(tmp_path / "fast-digit"))
+    assert f"Did you mean {str(run.run_dir)!r}?" in text and "cnnkit.train()" in text and "`cnnkit" not in text
+    text = error(lambda: run.predictor().predict(np.zeros((32, 32, 3), np.uint8)))
+    assert "Received: shape=(32, 32, 3)." in text and "(1, 32, 32, 3)" not in text
+    text = error(lambda: cnnkit.TrainConfig(data=digits))
+    assert "Expected data as a dataset name or path. Received: data=Dataset." in text
+    assert "cnnkit.train(data, ...)" in text
+
+
+def test_the_command_line_keeps_its_own_hints(tmp_path):
+    """The same errors from the CLI name commands and flags, not Python calls."""
+    out = subprocess.run([sys.executable, "-m", "cnnkit.cli", "evaluate", str(tmp_path / "nope")],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "Hint: Pass a run folder made by `cnnkit train` or a .keras file." in out.stderr
+
+
+def test_import_cnnkit_exposes_every_public_name_without_keras():
+    code = ("import sys, cnnkit\n"
+            "names = sorted(cnnkit.__all__)\n"
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'imported at import'\n"
+            "assert {'train', 'evaluate', 'Run', 'Evaluation', 'load', 'build_model'} <= set(names), names\n"
+            "print(' '.join(names))\n"
+            "for name in names:\n"
+            "    getattr(cnnkit, name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
