@@ -180,3 +180,26 @@ def test_import_cnnkit_exposes_every_public_name_without_keras():
             "    getattr(cnnkit, name)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_pictures_show_inline_and_save(trained_run, digits, tmp_path):
+    import cnnkit
+    from cnnkit.images import encode_png
+
+    samples = cnnkit.show_samples(str(MNIST_SUBSET), count=4)
+    assert samples._repr_png_().startswith(b"\x89PNG\r\n\x1a\n") and "4 train samples of mnist_subset" in repr(samples)
+    assert samples.save(tmp_path / "samples.png").read_bytes() == samples.png
+    curves = cnnkit.plot_history(trained_run.run_dir)
+    assert curves.size[0] > curves.size[1] and "3 epochs" in repr(curves)  # two panels side by side
+    assert "3 epochs" in repr(trained_run.plot_history())
+    shown = cnnkit.plot_predictions(trained_run, digits, count=6)
+    wrong = int((trained_run.model.predict(digits.x_test, verbose=0).argmax(1) != digits.y_test).sum())
+    assert f"6 predictions ({wrong} of 200 test images wrong)" in repr(shown)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"digit{i}.png")
+        files[-1].write_bytes(encode_png(digits.x_test[i]))
+    assert "Grad-CAM of 2 images" in repr(cnnkit.plot_gradcam(trained_run.run_dir, files))
+    explanation = cnnkit.explain.explain_model(trained_run.model)
+    assert repr(explanation) == explanation.to_text()
+    assert explanation._repr_html_().startswith('<table class="explain">')

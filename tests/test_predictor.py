@@ -48,7 +48,8 @@ def test_colour_and_size_are_converted_by_the_shared_decoder(trained_run, mnist_
 def test_wrong_shape_names_expected_and_received(trained_run):
     predictor = cnnkit.load(trained_run.run_dir)
     with pytest.raises(DataError,
-                       match=r"Expected uint8 images of shape \(N, 28, 28, 1\), or one image \(28, 28, 1\)\. Received: shape=\(2, 32, 32, 3\)"):
+                       match=r"Expected uint8 images of shape \(N, 28, 28, 1\), or one image \(28, 28, 1\)\. "
+                             r"Received: shape=\(2, 32, 32, 3\)"):
         predictor.predict_proba(np.zeros((2, 32, 32, 3), dtype=np.uint8))
 
 

@@ -22,11 +22,18 @@ from cnnkit._lazy import attach
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from cnnkit import explain as explain
     from cnnkit.datasets import load as load_dataset  # noqa: F401 - re-exported under the API's name
     from cnnkit.exporting import export_model as export  # noqa: F401 - re-exported under the API's name
     from cnnkit.images import decode_image as decode_image
     from cnnkit.loading import load as load
     from cnnkit.models.build import build_model as build_model
+    from cnnkit.pictures import Picture as Picture
+    from cnnkit.pictures import plot_confusion_matrix as plot_confusion_matrix
+    from cnnkit.pictures import plot_gradcam as plot_gradcam
+    from cnnkit.pictures import plot_history as plot_history
+    from cnnkit.pictures import plot_predictions as plot_predictions
+    from cnnkit.pictures import show_samples as show_samples
     from cnnkit.predictor import Predictor as Predictor
     from cnnkit.presets import PRESETS as PRESETS
     from cnnkit.presets import get_preset as get_preset
@@ -52,4 +59,11 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "get_preset": "cnnkit.presets",
     "PRESETS": "cnnkit.presets",
     "decode_image": "cnnkit.images",
+    "show_samples": "cnnkit.pictures",
+    "plot_history": "cnnkit.pictures",
+    "plot_confusion_matrix": "cnnkit.pictures",
+    "plot_predictions": "cnnkit.pictures",
+    "plot_gradcam": "cnnkit.pictures",
+    "Picture": "cnnkit.pictures",
+    "explain": "cnnkit.explain",
 }, eager=("__version__",))

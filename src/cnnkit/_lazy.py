@@ -25,7 +25,8 @@ def attach(package: str, names: Mapping[str, str], *,
 
     Args:
         package: the package's ``__name__``.
-        names: public name -> the module that defines it (``"module:attribute"`` when the two differ).
+        names: public name -> the module that defines it (``"module:attribute"`` when the two differ); a
+            name that is the module's own last part (``"explain": "cnnkit.explain"``) is that module.
         eager: names the package defines itself (constants), listed in ``__all__`` too.
 
     Example:
@@ -40,7 +41,8 @@ def attach(package: str, names: Mapping[str, str], *,
         if name not in targets:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = targets[name].partition(":")
-        value = getattr(importlib.import_module(module), attribute or name)
+        loaded = importlib.import_module(module)
+        value = loaded if not attribute and module.rpartition(".")[2] == name else getattr(loaded, attribute or name)
         owner = sys.modules.get(package)
         if owner is not None:
             setattr(owner, name, value)  # the next lookup is an ordinary attribute

@@ -38,21 +38,10 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
     Titles read "Digit: 5" for MNIST (as in the articles), "Label: rain" otherwise.
     Returns the text printed by ``cnnkit show``.
     """
-    if count < 1:
-        raise ConfigError(f"Expected count ≥ 1. Received: count={count}.", "Set count to 1 or more.", params="count")
     dataset = datasets.load(data, source=source, **folder_options)
     out = Path(out) if out else Path("runs") / f"samples-{Path(data).stem or 'data'}.png"  # beside the runs
-    if split not in ("train", "test"):
-        raise ConfigError(f"Expected split 'train' or 'test'. Received: split={split!r}.")
-    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
-    n = min(count, len(x))
-    if dataset.report:  # a photo folder is sorted by class: show the classes in turn instead
-        order = classes_in_turn(y, dataset.num_classes)[:n]
-    else:  # the articles show the first images ("Digit: 5" first)
-        order = np.arange(n)
-    x, y = take_rows(x, order), y[order]
-    titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y]
-    plot_image_grid(x, titles, out, ncols=min(n, 3 if n <= 9 else 5))
+    x, y = draw_samples(dataset, out, count=count, split=split)
+    n = len(y)
     lines = [dataset.report] if dataset.report else []
     lines += [
         f"Dataset: {dataset.name} ({dataset.source or data})",
@@ -73,6 +62,29 @@ def show(data: str, *, out: str | Path | None = None, source: str | None = None,
             write_bytes(folder / f"{split}-{i:04d}-{dataset.class_names[y[i]]}.png", encode_png(x[i]))
         lines.append(f"Wrote {n} PNG files to {folder}")
     return "\n".join(lines)
+
+
+def draw_samples(dataset: datasets.Dataset, path: str | Path, *, count: int = 9,
+                 split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Draw the first ``count`` images of ``split`` to the PNG ``path``; return those images and labels.
+
+    Titles read "Digit: 5" for MNIST (as in the articles), "Label: rain" otherwise; a photo folder, sorted
+    by class, shows its classes in turn.
+    """
+    if count < 1:
+        raise ConfigError(f"Expected count ≥ 1. Received: count={count}.", "Set count to 1 or more.", params="count")
+    if split not in ("train", "test"):
+        raise ConfigError(f"Expected split 'train' or 'test'. Received: split={split!r}.", params="split")
+    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    n = min(count, len(x))
+    if dataset.report:  # a photo folder is sorted by class: show the classes in turn instead
+        order = classes_in_turn(y, dataset.num_classes)[:n]
+    else:  # the articles show the first images ("Digit: 5" first)
+        order = np.arange(n)
+    x, y = take_rows(x, order), y[order]
+    titles = [f"{_title_prefix(dataset.name)}: {dataset.class_names[label]}" for label in y]
+    plot_image_grid(x, titles, path, ncols=min(n, 3 if n <= 9 else 5))
+    return x, y
 
 
 def summarize(target: str | Preset) -> str:

@@ -48,6 +48,16 @@ class ConsoleHandler(logging.StreamHandler):
         pass
 
 
+def live() -> bool:
+    """Whether progress can redraw in place: a terminal, or a Jupyter kernel (Keras' bar redraws there too)."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
+def keras_verbose(verbose: int | str) -> int:
+    """Keras' ``verbose`` for ``fit``: ``"auto"`` is a live bar in a terminal or notebook, a line per epoch in logs."""
+    return (1 if live() else 2) if verbose == "auto" else int(verbose)
+
+
 @contextlib.contextmanager
 def reporting(verbose: int | str) -> Iterator[None]:
     """Let ``verbose`` govern the ``cnnkit.training`` lines until the block ends (see the module's text)."""

@@ -61,7 +61,7 @@ class LayerRow:
         return f"{pair(self.receptive_field)} ({pair(self.jump)})"
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelExplanation:
     """The table for one model with its totals (per image); render with ``to_text``/``to_html``/``to_dict``."""
 
@@ -121,6 +121,12 @@ class ModelExplanation:
                 + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>\n<tbody>\n" + rows
                 + f'\n</tbody>\n<tfoot><tr><td colspan="{len(head)}">{esc(self.totals_line())}</td></tr>'
                 "</tfoot>\n</table>")
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: every row and the totals."""

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnkit import artifact, datasets
+from cnnkit import artifact
 from cnnkit.datasets import Dataset
 from cnnkit.datasets.given import as_dataset, fingerprint, is_named
 from cnnkit.errors import ConfigError
@@ -30,13 +30,13 @@ from cnnkit.evaluation import evaluate_probabilities
 from cnnkit.fileio import write_json
 from cnnkit.progress import reporting
 from cnnkit.training import run as engine
-from cnnkit.training.config import TrainConfig, load_data
+from cnnkit.training.config import TrainConfig
 from cnnkit.training.result import Evaluation, Run
+from cnnkit.training.targets import predictor_for, run_dir_of, test_set
 
 if TYPE_CHECKING:
     import keras
 
-    from cnnkit.predictor import Predictor
 
 log = logging.getLogger(__name__)
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("data", "recipe"))
@@ -106,12 +106,12 @@ def evaluate(target: Any, data: Any = None, *, write: bool = False) -> Evaluatio
         >>> cnnkit.evaluate(run).accuracy  # doctest: +SKIP
         0.9861
     """
-    run_dir = _run_dir(target)
+    run_dir = run_dir_of(target)
     if write and run_dir is None:
         raise ConfigError("Expected a run folder to write into. Received: write=True with a model in memory.",
                           "Pass the run (or its folder), or leave write out.", params=("write", "target"))
-    test = _test_set(data, run_dir)
-    predictor = _predictor(target, run_dir, test)
+    test = test_set(data, run_dir)
+    predictor = predictor_for(target, run_dir, test)
     if write and run_dir is not None:  # the CLI's evaluate: the run folder's files and metrics.json, rewritten
         metrics, probs, _ = engine.evaluate_run_model(predictor, test, run_dir)
         write_json(run_dir / artifact.METRICS, {**artifact.read_json(run_dir / artifact.METRICS), **metrics})
@@ -161,56 +161,3 @@ def _differences(recorded: dict[str, Any], request: dict[str, Any]) -> str:
         if recorded.get(part) != request.get(part):
             changed.append(f"another {part}")
     return ", ".join(changed) or "another cnnkit version"
-
-
-def _run_dir(target: Any) -> Path | None:
-    if isinstance(target, Run):
-        return target.run_dir
-    if isinstance(target, (str, os.PathLike)):
-        path = Path(target)
-        artifact.resolve_model_path(path)  # a missing, unfinished or foreign path: its own error, did-you-mean
-        return path if path.is_dir() else None  # a .keras file is a model, not a run folder
-    return None
-
-
-def _predictor(target: Any, run_dir: Path | None, test: Dataset) -> Predictor:
-    """``target`` as a Predictor; a bare Keras model takes the class names and colour mode of ``test``."""
-    from cnnkit.predictor import Predictor
-
-    if isinstance(target, Predictor):
-        return target
-    if isinstance(target, Run):
-        return target.predictor()
-    if run_dir is not None or isinstance(target, (str, os.PathLike)):
-        return Predictor.from_artifact(run_dir or target)
-    from cnnkit.models.contract import check_model
-
-    check_model(target, test)
-    metadata = artifact.ModelMetadata(class_names=list(test.class_names), input_shape=list(test.input_shape),
-                                      color_mode=test.color_mode)
-    return Predictor(target, metadata)
-
-
-def _test_set(data: Any, run_dir: Path | None) -> Dataset:
-    """The labelled images ``evaluate`` scores, as a Dataset whose test split they are."""
-    if data is None:
-        if run_dir is None:
-            raise ConfigError("Expected data to evaluate a model held in memory. Received: data=None.",
-                              "Pass data as a name, a Dataset or arrays (x, y).", params="data")
-        config = TrainConfig.from_run(run_dir)
-        asked = (artifact.read_json(run_dir / artifact.CONFIG).get("request") or {}).get("data", config.data)
-        if asked != config.data:
-            raise ConfigError(f"This run trained on data held in memory ({config.data!r}), which cnnkit cannot load "
-                              "again. Received: data=None.", "Pass the data: evaluate(run, data).", params="data")
-        return load_data(config.resolve())
-    if is_named(data):
-        options = TrainConfig.from_run(run_dir).resolve().folder_options() if run_dir else {}
-        return datasets.load(data, **(options if Path(data).is_dir() or os.fspath(data).endswith(".csv") else {}))
-    if isinstance(data, Dataset):
-        return data
-    pairs = ((data[0], data[1]), (data[0], data[1])) if _is_pair(data) else data  # (x, y): every image is scored
-    return as_dataset(pairs)
-
-
-def _is_pair(data: Any) -> bool:
-    return isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape")

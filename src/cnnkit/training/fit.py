@@ -11,7 +11,6 @@ import dataclasses
 import inspect
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cnnkit.errors import ConfigError
 from cnnkit.fileio import remove_stale_temporaries, write_json
 from cnnkit.models import build_model, make_optimizer, to_float32
 from cnnkit.presets import Preset
+from cnnkit.progress import keras_verbose
 from cnnkit.training import distributed
 from cnnkit.training.balance import class_weights
 from cnnkit.training.budget import Plan, measure, plan, planned
@@ -162,7 +162,7 @@ def fit(dataset: Dataset, config: TrainConfig, run_dir: Path, *, resume: bool = 
         compile_model(model, preset, config, steps)
     recorder = RunRecorder(run_dir, lambda state: metadata_for(dataset, config, state), history)
     # One line per epoch in logs, a live bar in a terminal.
-    level = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
+    level = keras_verbose(verbose)
     keeper = _keeper(model, budget, config, steps, run_dir) if budget and not resume else None
     if initial_epoch < config.epochs:
         inputs, feed_callbacks = fit_inputs(split, config, initial_epoch)

@@ -28,7 +28,6 @@ import dataclasses
 import logging
 import math
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from numpy.typing import ArrayLike
 
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.fileio import write_json
-from cnnkit.progress import reporting
+from cnnkit.progress import live, reporting
 from cnnkit.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -258,7 +257,7 @@ def _lr_find(config: TrainConfig, out: Path | None, start_lr: float, end_lr: flo
     sweep = Sweep(start_lr, end_lr, steps)
     inputs, feed_callbacks = fit_inputs(split, config)
     inputs = {key: value for key, value in inputs.items() if not key.startswith("validation")}  # training split only
-    level = 1 if verbose == 1 or (verbose == "auto" and sys.stdout.isatty()) else 0  # a bar, never lines per pass
+    level = 1 if verbose == 1 or (verbose == "auto" and live()) else 0  # a bar, never lines per pass
     model.fit(**inputs, epochs=math.ceil(steps / batches), class_weight=weights, verbose=level,
               callbacks=[*feed_callbacks, _sweeping(keras, sweep)])
 

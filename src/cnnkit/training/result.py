@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +22,7 @@ from cnnkit.errors import ArtifactError
 if TYPE_CHECKING:
     import keras
 
+    from cnnkit.pictures import Picture
     from cnnkit.predictor import Predictor
 
 
@@ -109,6 +108,12 @@ class Run:
         """The test figures and the run folder, as ``cnnkit train`` prints them."""
         return "\n".join([*metrics_lines(self.metrics), *([f"Run folder: {self.run_dir}"] if self.written else [])])
 
+    def plot_history(self) -> Picture:
+        """Accuracy and loss per epoch, training against validation (inline in Jupyter)."""
+        from cnnkit.pictures import plot_history
+
+        return plot_history(self)
+
     def report(self) -> Report:
         """The run's ``report.html``: shown inline in a notebook, its path in a terminal."""
         return Report(self.run_dir / artifact.REPORT)
@@ -124,7 +129,8 @@ class Run:
         cells = (("test accuracy", f"{m['test_accuracy']:.2%}"), ("balanced", f"{m['balanced_accuracy']:.2%}"),
                  ("test loss", f"{m['test_loss']:.4f}"), ("epochs", m.get("epochs")),
                  ("training", f"{m.get('train_seconds', 0):.1f} s"))
-        figures = "".join(_img(self.run_dir / name, name) for name in (artifact.CURVES, artifact.CONFUSION_MATRIX_PNG))
+        shown = [self.run_dir / name for name in (artifact.CURVES, artifact.CONFUSION_MATRIX_PNG)]
+        figures = "".join(_img(path.read_bytes(), path.name) for path in shown if path.is_file())
         return (f"<div><code>{html.escape(str(self.run_dir))}</code>{_cards(cells)}{figures}"
                 f"<div>{html.escape(tta_line(m))}</div></div>")
 
@@ -157,17 +163,14 @@ class Evaluation(evaluation.Evaluation):
         """``result``'s numbers, in an object that shows them."""
         return cls(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)})
 
-    def plot_confusion_matrix(self, path: str | os.PathLike[str], normalize: bool = False) -> Path:
-        """Draw the confusion matrix to the PNG ``path`` (:func:`cnnkit.plots.plot_confusion_matrix`)."""
-        from cnnkit.plots import plot_confusion_matrix
+    def plot_confusion_matrix(self, normalize: bool = False) -> Picture:
+        """The confusion matrix as a picture (inline in Jupyter; ``.save(path)`` writes the PNG)."""
+        from cnnkit.pictures import plot_confusion_matrix
 
-        return plot_confusion_matrix(self.confusion, self.class_names or [r["class"] for r in self.per_class], path,
-                                     normalize=normalize)
+        return plot_confusion_matrix(self, normalize=normalize)
 
     def _repr_html_(self) -> str:
-        with tempfile.TemporaryDirectory() as folder:
-            path = self.plot_confusion_matrix(Path(folder) / "confusion.png")
-            figure = _img(path, "confusion matrix", width="60%")
+        figure = _img(self.plot_confusion_matrix().png, "confusion matrix", width="60%")
         cells = (("accuracy", f"{self.accuracy:.2%}"), ("balanced", f"{self.balanced_accuracy:.2%}"),
                  ("loss", f"{self.loss:.4f}"), ("macro F1", f"{self.macro_f1:.4f}"),
                  ("images", f"{int(self.confusion.sum()):,}"))
@@ -181,10 +184,8 @@ def _cards(cells: tuple[tuple[str, Any], ...]) -> str:
     return f"<table><tr>{row}</tr></table>"
 
 
-def _img(path: Path, alt: str, width: str = "48%") -> str:
-    if not path.is_file():
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _img(png: bytes, alt: str, width: str = "48%") -> str:
+    data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width:{width};margin:4px">'
 
 
