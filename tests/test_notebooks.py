@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,11 @@ TENSORFLOW_NOISE = ("tensorflow", "oneDNN", "cuda", "retracing", "I0000", "W0000
 def _parameters(name: str, folder: Path) -> str:
     """The small limits each notebook runs with here."""
     if name == "mnist":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         return (f'DATA = {str(MNIST_SUBSET)!r}\nOUT = "runs/notebook-mnist"\nEPOCHS = 1\n'
-                "TRAIN_LIMIT = 600\nTEST_LIMIT = 120\n")
+                f"TRAIN_LIMIT = 600\nTEST_LIMIT = 120\nPORT = {port}\n")
     from photo_factory import write_clean
 
     write_clean(folder / "weather", per_class=12)
@@ -79,6 +83,10 @@ def test_example_notebook_runs_shows_its_pictures_and_runs_again(name, tmp_path)
         assert not any(word in stderr for word in TENSORFLOW_NOISE), (attempt, stderr[-2000:])
         train_cell = next(c for c in code if "cnnkit.train(" in c.source)
         printed = "".join(o.text for o in train_cell.outputs if o.output_type == "stream")
+        served = "".join(o.text for c in code if "server.url" in c.source
+                         for o in c.outputs if o.output_type == "stream")
+        if name == "mnist":
+            assert served.startswith("Prediction: "), served
         if attempt == "first":
             assert "Test accuracy: " in printed, printed[-2000:]
         else:

@@ -16,7 +16,7 @@ pytest.importorskip("uvicorn")
 from cnnkit.errors import ArtifactError, ConfigError  # noqa: E402
 from cnnkit.images import encode_png  # noqa: E402
 from cnnkit.server import ServerSettings, create_app  # noqa: E402
-from cnnkit.server.cli import _check_port_free, add_serve_arguments, build_server, serve, settings_from_args  # noqa: E402
+from cnnkit.server.cli import add_serve_arguments, build_server, check_port_free, serve, settings_from_args  # noqa: E402
 
 from helpers import fake_engine, tiny_predictor, wait_ready_http  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_taken_port_is_reported_with_a_hint():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(ConfigError, match="Cannot listen on 127.0.0.1"):
-            _check_port_free(ServerSettings(port=taken.getsockname()[1]))
+            check_port_free(ServerSettings(port=taken.getsockname()[1]))
 
 
 def test_real_server_answers_over_loopback_and_drains_on_shutdown():

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from cnnkit.predictor import Predictor as Predictor
     from cnnkit.presets import PRESETS as PRESETS
     from cnnkit.presets import get_preset as get_preset
+    from cnnkit.server.background import serve as serve
     from cnnkit.training.api import evaluate as evaluate
     from cnnkit.training.api import train as train
     from cnnkit.training.config import TrainConfig as TrainConfig
@@ -66,4 +67,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "plot_gradcam": "cnnkit.pictures",
     "Picture": "cnnkit.pictures",
     "explain": "cnnkit.explain",
+    "serve": "cnnkit.server.background",
 }, eager=("__version__",))

@@ -16,10 +16,12 @@ from cnnkit._lazy import attach
 
 if TYPE_CHECKING:
     from cnnkit.server.app import create_app as create_app
+    from cnnkit.server.background import Serving as Serving
+    from cnnkit.server.background import serve as serve
     from cnnkit.server.batcher import MicroBatcher as MicroBatcher
     from cnnkit.server.settings import ServerSettings as ServerSettings
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "create_app": "cnnkit.server.app", "ServerSettings": "cnnkit.server.settings",
-    "MicroBatcher": "cnnkit.server.batcher",
+    "MicroBatcher": "cnnkit.server.batcher", "serve": "cnnkit.server.background", "Serving": "cnnkit.server.background",
 })

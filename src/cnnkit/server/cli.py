@@ -86,7 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     from cnnkit.engines.choice import choose_engine
     from cnnkit.server.app import create_app
 
-    _check_port_free(settings)  # before the (slow) model load
+    check_port_free(settings)  # before the (slow) model load
     predictor = cnnkit.load(args.run, tta=not args.no_tta)
     choice = choose_engine(predictor.model, args.engine, batch_sizes=sorted({1, settings.max_batch_size}))
     print(choice.line(), flush=True)
@@ -121,7 +121,7 @@ def _access_log(enabled: bool) -> logging.handlers.QueueListener:
     return listener
 
 
-def _check_port_free(settings: ServerSettings) -> None:
+def check_port_free(settings: ServerSettings) -> None:
     """Fail with a hint, not uvicorn's traceback, when the port is taken."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -130,4 +130,4 @@ def _check_port_free(settings: ServerSettings) -> None:
             probe.bind((settings.host, settings.port))
         except OSError as exc:
             raise ConfigError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.",
-                              "Pick another --port, or stop the program using it.") from None
+                              "Pick another port, or stop the program using it.", params="port") from None
