@@ -25,22 +25,35 @@ def digits():
     return load(str(MNIST_SUBSET)).subset(train=800, test=200, seed=0)
 
 
-def test_train_takes_a_dataset_and_returns_the_run_with_its_model_history_and_metrics(digits, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def held(digits, tmp_path_factory):
+    """``cnnkit.train`` given the Dataset in hand, two epochs: the run, its folder and what it printed."""
+    import contextlib
+    import io
+
     import cnnkit
 
-    run = cnnkit.train(digits, tmp_path / "run", recipe="fast", epochs=2, verbose=2)
-    printed = capsys.readouterr().out
+    out, printed = tmp_path_factory.mktemp("api") / "fast-digits", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run = cnnkit.train(digits, out, recipe="fast", epochs=2, verbose=2)
+    return run, printed.getvalue()
+
+
+def test_train_takes_a_dataset_and_returns_the_run_with_its_model_history_and_metrics(digits, held):
+    import cnnkit
+
+    run, printed = held
     assert f"Test accuracy: {run.test_accuracy:.2%}" in printed  # as the CLI prints it
     assert isinstance(run, cnnkit.Run) and run.metrics["test_samples"] == 200 and run.metrics["epochs"] == 2
     assert len(run.history["loss"]) == 2 and len(run.history["val_accuracy"]) == 2
     probs = run.model.predict(digits.x_test[:8], verbose=0)  # the trained Keras model, raw uint8 pixels in
     assert probs.shape == (8, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
-    assert repr(run).startswith(f"Run({str(tmp_path / 'run')!r}): test accuracy ") and len(repr(run)) < 200
+    assert repr(run).startswith(f"Run({str(run.run_dir)!r}): test accuracy ") and len(repr(run)) < 200
     html = run._repr_html_()
     assert html.count("data:image/png;base64,") == 2 and "<style" not in html  # curves and confusion matrix
     report = run.report()._repr_html_()
     assert report.startswith("<iframe srcdoc=") and "&lt;style&gt;" in report  # its styles stay in the frame
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = json.loads((run.run_dir / "config.json").read_text())
     assert config["train"]["data"] == digits.name and len(config["request"]["data"]) == 24  # the data's digest
     # The run trained on data in memory: evaluating it again needs the data, and says so.
     with pytest.raises(cnnkit.errors.ConfigError, match=r"trained on data held in memory .* evaluate\(run, data\)"):
@@ -51,17 +64,19 @@ def test_train_takes_a_dataset_and_returns_the_run_with_its_model_history_and_me
 
 def test_train_takes_arrays_as_keras_gives_them(digits, tmp_path):
     import cnnkit
+    from cnnkit.datasets import stratified_split
+    from cnnkit.datasets.given import as_dataset
 
     pairs = ((digits.x_train[..., 0], digits.y_train), (digits.x_test[..., 0], digits.y_test))  # (N, 28, 28)
     names = [f"digit {i}" for i in range(10)]
     run = cnnkit.train(pairs, tmp_path / "pairs", recipe="fast", epochs=1, class_names=names, verbose=0)
     assert run.metrics["test_samples"] == 200 and run.predictor().class_names == names
-    # (x, y): a stratified test_fraction is held out.
-    run = cnnkit.train((digits.x_train, digits.y_train), tmp_path / "xy", recipe="fast", epochs=1,
-                       test_fraction=0.25, verbose=0)
-    from cnnkit.datasets import stratified_split
-
-    assert run.metrics["test_samples"] == len(stratified_split(digits.y_train, 0.25, 0)[1]) > 190  # class by class
+    # (x, y): a stratified test_fraction is held out, the same split for the same seed.
+    x, y = digits.x_train, digits.y_train
+    carved = as_dataset((x, y), test_fraction=0.25, seed=3)
+    held_out = stratified_split(y, 0.25, 3)[1]
+    assert len(carved.y_test) == len(held_out) > 190 and np.array_equal(carved.x_test, x[held_out])
+    assert carved.input_shape == (28, 28, 1) and carved.class_names == [str(i) for i in range(10)]
 
 
 def test_train_takes_a_built_model_and_trains_it_in_place(digits, tmp_path):
@@ -76,8 +91,6 @@ def test_train_takes_a_built_model_and_trains_it_in_place(digits, tmp_path):
     run = cnnkit.train(digits, tmp_path / "mine", recipe="fast", model=model, epochs=1, verbose=0)
     assert run.model is model and any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert run.predictor().model.count_params() == model.count_params()  # the saved model is this one
-    built = cnnkit.build_model("article-004", input_shape=(28, 28, 1), num_classes=10)
-    run = cnnkit.train(digits, tmp_path / "built", model=built, epochs=1, verbose=0)
     assert run.metrics["epochs"] == 1
 
 
@@ -123,23 +136,22 @@ def test_evaluate_takes_a_model_and_arrays_and_returns_the_confusion_matrix(digi
     assert {p.name: p.stat().st_mtime_ns for p in trained_run.run_dir.iterdir()} == before
 
 
-def test_running_the_cell_again_returns_the_run_and_a_changed_cell_asks_for_overwrite(digits, tmp_path, capsys):
+def test_running_the_cell_again_returns_the_run_and_a_changed_cell_asks_for_overwrite(digits, held, capsys):
     import cnnkit
 
-    out = tmp_path / "cell"
-    first = cnnkit.train(digits, out, recipe="fast", epochs=1, verbose=0)
-    stamp = (out / "model.keras").stat().st_mtime_ns
-    again = cnnkit.train(digits.subset(), out, recipe="fast", epochs=1, verbose=2)  # a Restart & Run All
+    run, _ = held
+    stamp = (run.run_dir / "model.keras").stat().st_mtime_ns
+    again = cnnkit.train(digits.subset(), run.run_dir, recipe="fast", epochs=2, verbose=2)  # Restart & Run All
     assert "already holds this run (same settings, same data): returning it" in capsys.readouterr().out
-    assert again.metrics == first.metrics and (out / "model.keras").stat().st_mtime_ns == stamp
-    with pytest.raises(cnnkit.errors.ConfigError, match=r"other settings: epochs 1 -> 2\. .*overwrite=True"):
-        cnnkit.train(digits, out, recipe="fast", epochs=2, verbose=0)
+    assert again.metrics == run.metrics and (run.run_dir / "model.keras").stat().st_mtime_ns == stamp
+    with pytest.raises(cnnkit.errors.ConfigError, match=r"other settings: epochs 2 -> 3\. .*overwrite=True"):
+        cnnkit.train(digits, run.run_dir, recipe="fast", epochs=3, verbose=0)
     with pytest.raises(cnnkit.errors.ConfigError, match="other settings: another data"):
-        cnnkit.train(digits.subset(train=400, seed=1), out, recipe="fast", epochs=1, verbose=0)
-    assert cnnkit.train(digits, out, recipe="fast", epochs=2, overwrite=True, verbose=0).metrics["epochs"] == 2
+        cnnkit.train(digits.subset(train=400, seed=1), run.run_dir, recipe="fast", epochs=2, verbose=0)
+    assert (run.run_dir / "model.keras").stat().st_mtime_ns == stamp
 
 
-def test_python_errors_speak_python(digits, tmp_path):
+def test_python_errors_speak_python(digits, held):
     """Did-you-mean for recipes, settings, datasets and run folders; shapes as given; a Dataset where a name goes."""
     import cnnkit
     from cnnkit.errors import CnnkitError
@@ -153,8 +165,8 @@ def test_python_errors_speak_python(digits, tmp_path):
     assert "Did you mean 'fast'?" in text and "cnnkit.PRESETS" in text and "`cnnkit" not in text
     assert "Did you mean 'epochs'?" in error(lambda: cnnkit.train("mnist", epoch=3))
     assert "Did you mean 'mnist'?" in error(lambda: cnnkit.train("mnsit", recipe="fast"))
-    run = cnnkit.train(digits, tmp_path / "fast-digits", recipe="fast", epochs=1, verbose=0)
-    text = error(lambda: cnnkit.load(tmp_path / "fast-digit"))
+    run, _ = held
+    text = error(lambda: cnnkit.load(run.run_dir.parent / "fast-digit"))
     assert f"Did you mean {str(run.run_dir)!r}?" in text and "cnnkit.train()" in text and "`cnnkit" not in text
     text = error(lambda: run.predictor().predict(np.zeros((32, 32, 3), np.uint8)))
     assert "Received: shape=(32, 32, 3)." in text and "(1, 32, 32, 3)" not in text
