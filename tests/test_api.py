@@ -215,3 +215,18 @@ def test_pictures_show_inline_and_save(trained_run, digits, tmp_path):
     explanation = cnnkit.explain.explain_model(trained_run.model)
     assert repr(explanation) == explanation.to_text()
     assert explanation._repr_html_().startswith('<table class="explain">')
+
+
+def test_a_folder_that_changed_is_other_data(tmp_path):
+    """A cell run again after photos were added or replaced trains again (asks for overwrite), not the old run."""
+    from cnnkit.datasets.given import source_fingerprint
+
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "cat" / "1.png").write_bytes(b"one")
+    first = source_fingerprint(str(tmp_path / "photos"))
+    assert source_fingerprint(str(tmp_path / "photos")) == first and first.startswith(str(tmp_path / "photos"))
+    (tmp_path / "photos" / "cat" / "2.png").write_bytes(b"two")
+    second = source_fingerprint(str(tmp_path / "photos"))
+    (tmp_path / "photos" / "cat" / "2.png").write_bytes(b"2")  # the same name, other bytes
+    assert len({first, second, source_fingerprint(str(tmp_path / "photos"))}) == 3
+    assert source_fingerprint("mnist") == "mnist"

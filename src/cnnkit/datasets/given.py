@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,24 @@ def fingerprint(dataset: Dataset) -> str:
             digest.update(np.ascontiguousarray(values).data)
     digest.update(f"{dataset.name}|{dataset.source}|{dataset.class_names}".encode())
     return digest.hexdigest()
+
+
+def source_fingerprint(data: str) -> str:
+    """``data`` (a name or path) with a digest of what lies there: each file's path, size and modification time.
+
+    A folder whose photos were added, removed or replaced gives another digest, so a notebook cell run again
+    after the data changed trains again; a built-in name (``"mnist"``) is its own digest.
+    """
+    path = Path(data).expanduser()
+    if not path.exists():
+        return data
+    digest = hashlib.blake2b(digest_size=12)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}|{stat.st_size}|"
+                      f"{stat.st_mtime_ns}\n".encode())
+    return f"{data}#{digest.hexdigest()}"
 
 
 def _pairs(data: Any) -> list[tuple[Any, Any]] | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnkit import artifact
 from cnnkit.datasets import Dataset
-from cnnkit.datasets.given import as_dataset, fingerprint, is_named
+from cnnkit.datasets.given import as_dataset, fingerprint, is_named, source_fingerprint
 from cnnkit.errors import ConfigError
 from cnnkit.evaluation import evaluate_probabilities
 from cnnkit.fileio import write_json
@@ -62,7 +62,8 @@ def train(data: Any = "mnist", out: str | os.PathLike[str] | None = None, *, rec
         model: a Keras model to train instead of the recipe's network (input ``(None, H, W, C)`` of the
             data, softmax over its classes); the recipe gives the optimizer, schedule and epochs.
         resume, overwrite: continue an interrupted run in ``out``; replace a finished one.
-        verbose: 0 silent; 1 Keras' live bar; 2 one line per epoch; "auto" a bar in a terminal.
+        verbose: 0 silent; 1 Keras' live bar; 2 one line per epoch; "auto" a bar in a terminal or a notebook,
+            lines in logs.
         class_names: for arrays: one name per label (default ``"0"``, ``"1"``, ...).
         settings: any :class:`TrainConfig` field: ``epochs``, ``batch_size``, ``learning_rate``, ``seed``, ...
 
@@ -130,7 +131,8 @@ def _check_settings(settings: dict[str, Any]) -> None:
 
 def _request(config: TrainConfig, given: Dataset | None, model: Any) -> dict[str, Any]:
     """What the caller asked for, as plain data: compared when the same cell runs again."""
-    return {"config": config.to_dict(), "data": fingerprint(given) if given is not None else config.data,
+    data = fingerprint(given) if given is not None else source_fingerprint(config.data)
+    return {"config": config.to_dict(), "data": data, "in_memory": given is not None,
             "model": _architecture(model) if model is not None else None}
 
 

@@ -57,8 +57,7 @@ def test_set(data: Any, run_dir: Path | None) -> Dataset:
             raise ConfigError("Expected data to evaluate a model held in memory. Received: data=None.",
                               "Pass data as a name, a Dataset or arrays (x, y).", params="data")
         config = TrainConfig.from_run(run_dir)
-        asked = (artifact.read_json(run_dir / artifact.CONFIG).get("request") or {}).get("data", config.data)
-        if asked != config.data:
+        if (artifact.read_json(run_dir / artifact.CONFIG).get("request") or {}).get("in_memory"):
             raise ConfigError(f"This run trained on data held in memory ({config.data!r}), which cnnkit cannot load "
                               "again. Received: data=None.", "Pass the data: evaluate(run, data).", params="data")
         return load_data(config.resolve())
