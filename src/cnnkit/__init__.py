@@ -18,8 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnkit._lazy import attach
-
-__version__ = "0.1.0"
+from cnnkit._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from cnnkit import explain as explain

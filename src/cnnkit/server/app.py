@@ -214,7 +214,7 @@ class Service:
         return Response(body, media_type=media, headers=headers)
 
     async def server_metadata_v2(self, request: Request) -> Response:
-        from cnnkit import __version__
+        from cnnkit._version import __version__
 
         return JSONResponse({"name": "cnnkit", "version": __version__, "extensions": oip.EXTENSIONS,
                              "engine": self.engine_info})

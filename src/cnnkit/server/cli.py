@@ -81,13 +81,13 @@ def serve(args: argparse.Namespace) -> int:
     """Load the model, then serve it until SIGTERM/SIGINT; return the exit status."""
     settings = settings_from_args(args)
     require("serve", "starlette", "uvicorn", "multipart", purpose="Serving (cnnkit serve)")
-    import cnnkit
     from cnnkit.engines import with_tta
     from cnnkit.engines.choice import choose_engine
+    from cnnkit.loading import load
     from cnnkit.server.app import create_app
 
     check_port_free(settings)  # before the (slow) model load
-    predictor = cnnkit.load(args.run, tta=not args.no_tta)
+    predictor = load(args.run, tta=not args.no_tta)
     choice = choose_engine(predictor.model, args.engine, batch_sizes=sorted({1, settings.max_batch_size}))
     print(choice.line(), flush=True)
     server = build_server(create_app(predictor, settings, engine=with_tta(choice.engine, predictor.tta),

@@ -57,7 +57,7 @@ class Run:
     Example:
         >>> run = cnnkit.train("mnist", recipe="fast", epochs=1)  # doctest: +SKIP
         >>> run  # doctest: +SKIP
-        Run('runs/fast-mnist'): test accuracy 98.61 %, 1 epoch, recipe fast
+        Run('runs/fast-mnist'): test accuracy 98.61%, 1 epoch, recipe fast
         >>> run.model.predict(x[:1])  # doctest: +SKIP
     """
 
@@ -188,5 +188,3 @@ def _img(png: bytes, alt: str, width: str = "48%") -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width:{width};margin:4px">'
 
-
-RunResult = Run  # the name before the notebook API (cnnkit.training.tune, older callers)
