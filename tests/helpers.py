@@ -31,6 +31,16 @@ from typing import Any
 import numpy as np
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Run as `python -c IMPORTS_AFTER ARGS...`: the cnnkit command ARGS, then which frameworks it loaded.
+IMPORTS_AFTER = """
+import sys
+from cnnkit.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
+"""
 MNIST_SUBSET = FIXTURES / "mnist_subset.npz"  # 3,000 + 600 genuine MNIST digits (fixtures/README.md)
 # Article 003's weather photos, for the slow real-data tests: beside the repository (../shared), or
 # wherever CNNKIT_WEATHER points. Never in the repository itself (79 MB).

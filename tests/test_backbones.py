@@ -641,27 +641,18 @@ def test_an_explicit_imagenet_offline_uses_the_verified_file_or_fails_clearly(se
     assert httpd.connections == 0
 
 
-_LOADED_AFTER = """
-import sys
-from cnnkit.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print("loaded:", sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
-"""
-
-
 def test_show_and_verify_fetch_nothing_and_load_no_keras(server, auto_photos, tmp_path):
     import os
     import subprocess
     import sys
 
+    from helpers import IMPORTS_AFTER
+
     folder, url, httpd = server
     weights_file("mobilenet_v3_small", folder)
     env = {**os.environ, MIRROR_ENV: url, "KERAS_HOME": str(tmp_path / "keras")}  # downloads allowed (fixture)
     for argv in (["show", str(auto_photos), "--out", str(tmp_path / "grid.png")], ["verify", str(auto_photos)]):
-        out = subprocess.run([sys.executable, "-c", _LOADED_AFTER, *argv], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", IMPORTS_AFTER, *argv], capture_output=True, text=True,
                              timeout=120, env=env)
         assert out.stdout.strip().endswith("loaded: []"), (argv, out.stdout[-300:] + out.stderr[-300:])
         assert "Error" not in out.stderr and "Fetching" not in out.stdout + out.stderr, (argv, out.stderr[-300:])

@@ -14,7 +14,7 @@ from cnnkit.cli import main
 from cnnkit.datasets.idx import write_idx
 from cnnkit.images import encode_png
 
-from helpers import MNIST_SUBSET, assert_clean_error, run_cli
+from helpers import IMPORTS_AFTER, MNIST_SUBSET, assert_clean_error, run_cli
 
 
 @pytest.mark.parametrize("name,total", [("article-000", "203,434"), ("article-001", "47,410"),
@@ -127,21 +127,10 @@ def test_reproduce_prints_the_article_number_beside_ours(capsys, tmp_path):
     assert "article reported val_accuracy 97.06%" in out and "cnnkit test accuracy" in out
 
 
-_IMPORTS_AFTER = """
-import sys
-from cnnkit.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print("loaded:", sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
-"""
-
-
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["summary", "--list"], ["train", "--epohcs", "3"],
                                   ["trian"], ["explain", "conv"]])
 def test_light_commands_do_not_load_tensorflow(argv):
-    out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", IMPORTS_AFTER, *argv], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().endswith("loaded: []"), out.stdout[-300:] + out.stderr[-300:]
 
 
@@ -158,7 +147,7 @@ def test_commands_that_print_tables_load_no_framework(tmp_path):
     env = {**os.environ, "CNNKIT_HOME": str(tmp_path / "home"), "KERAS_HOME": str(tmp_path / "keras")}
     for argv in (["show", str(photos), "--out", str(tmp_path / "grid.png")], ["verify", str(photos)],
                  ["backbones"], ["show", str(MNIST_SUBSET), "--out", str(tmp_path / "digits.png")]):
-        out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", IMPORTS_AFTER, *argv], capture_output=True, text=True,
                              timeout=120, env=env)
         assert out.stdout.strip().endswith("loaded: []"), (argv, out.stdout[-300:] + out.stderr[-300:])
         assert "Error" not in out.stderr, (argv, out.stderr[-300:])
