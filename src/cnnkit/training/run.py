@@ -90,12 +90,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         0.99...
     """
     with reporting(verbose):
-        return _train(config, Path(out), resume=resume, overwrite=overwrite, verbose=verbose,
-                      given=(dataset, model, request or {}))
+        return _train(config, Path(out), resume=resume, overwrite=overwrite, verbose=verbose, dataset=dataset,
+                      model=model, request=request or {})
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, verbose: int | str,
-           given: tuple[Dataset | None, keras.Model | None, dict[str, Any]]) -> Run:
+           dataset: Dataset | None, model: keras.Model | None, request: dict[str, Any]) -> Run:
     """:func:`train`, its lines already governed by ``verbose``: check and load everything, then lock the folder."""
     if resume:
         config = relaunch(TrainConfig.from_run(run_dir), config)  # this launch's process_id, coordinator
@@ -105,23 +105,23 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
                               "Use it as it is (evaluate, predict, serve it), or train it again with overwrite=True "
                               "instead of resume=True.", params=("overwrite", "resume"))
     # Before touching the run folder: a bad path leaves nothing behind. Recipe auto looks at the data here.
-    config, dataset, choice = prepare(config, given[0], own_model=given[1] is not None)
+    config, dataset, choice = prepare(config, dataset, own_model=model is not None)
     if choice:
         log.info(choice)
     distributed.setup(config)  # data-parallel: join the other processes before anything touches a device
     class_weights(config.class_weight, dataset.y_train, dataset.class_names)  # a bad spec, before the folder
     # Like a bad path, an image size the recipe's layers cannot take leaves nothing behind: a symbolic build finds it.
-    if given[1] is not None:  # the caller's own model: its input and output must fit the data
-        check_model(given[1], dataset)
+    if model is not None:  # the caller's own model: its input and output must fit the data
+        check_model(model, dataset)
     else:
         with distributed.without_distribution():  # a throwaway model: its variables need not span the processes
-            model = build_model(config.preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+            probe = build_model(config.preset, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
             if config.preset.backbone:  # and weights that are missing, unverified or of another network
-                load_weights(model, config)
+                load_weights(probe, config)
     chief = distributed.is_chief()  # in a data-parallel run only process 0 writes the run folder
     with run_folder_lock(run_dir) if chief else contextlib.nullcontext():  # one writer per run folder
         return _train_into(run_dir, config, dataset, resume=resume, overwrite=overwrite, verbose=verbose,
-                           chief=chief, choice=choice, model=given[1], request=given[2])
+                           chief=chief, choice=choice, model=model, request=request)
 
 
 def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume: bool, overwrite: bool,
