@@ -15,7 +15,7 @@ import pytest
 
 from cnnkit.presets import get_preset
 from cnnkit.training import candidates
-from cnnkit.training.search import Entry, choose, entries_of, open_study, standard_error
+from cnnkit.training.search import Entry, SearchResult, choose, entries_of, open_study, standard_error
 
 from helpers import MNIST_SUBSET
 
@@ -41,6 +41,16 @@ def test_the_simplest_candidate_within_one_standard_error_of_the_best_wins():
     assert winner is simple
     with pytest.raises(ValueError, match="No candidate completed"):
         choose([_entry(3, 0.5, state="pruned")])
+
+
+def test_the_winner_keeps_time_for_one_epoch_however_long_the_search_took():
+    """The least a winner's training is given after the search: its trial's start and one epoch (the CI machine
+    once left 3 s of a 12-s budget, and the plan for the winner refused to train at all)."""
+    winner = Entry(1, dict(candidates.SMALL), "complete", 0.9, 0.01, epochs=4, seconds=10.0, params=1000,
+                   epoch_seconds=2.0)
+    found = SearchResult(get_preset("small"), 1, "", [_entry(0, 0.8), winner], 4, seconds=60.0,
+                         validation_images=400)
+    assert found.least_final_seconds() == pytest.approx((10.0 - 3 * 2.0) / 0.95)  # start 2 s + one 2-s epoch
 
 
 def test_the_base_point_of_the_space_is_the_small_recipe_itself():

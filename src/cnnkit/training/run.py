@@ -154,8 +154,12 @@ def _train_into(run_dir: Path, config: TrainConfig, dataset: Dataset, *, resume:
         found = search(config, dataset, run_dir, budget_seconds=budget * 60,
                        epoch_seconds=pending["base_epoch_seconds"], validation_images=validation_size(dataset, config))
         log.info(f"Search: {len(found.entries)} candidates in {found.seconds:.0f} s; {found.reason}.\n{found.table()}")
+        left, least = budget * 60 - found.seconds, found.least_final_seconds()
+        if left < least:  # a machine slower than the plan's measure: one short epoch rather than no model
+            log.warning(f"The search left {max(left, 0):.1f} s of the budget; the winner's training takes at least "
+                        f"{least:.1f} s, so the budget is overrun by about {least - left:.1f} s.")
         winner = dataclasses.replace(config, recipe=found.winner, epochs=0, batch_size=0, learning_rate=0.0,
-                                     budget=max(budget * 60 - found.seconds, 1.0) / 60).resolve()
+                                     budget=max(left, least) / 60).resolve()
         config, plan = plan_budget(dataset, winner)  # what is left of the budget
         config = dataclasses.replace(config, budget=budget)  # the budget given, all of it, is the run's
         log.info(plan.line())

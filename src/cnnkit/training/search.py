@@ -48,6 +48,7 @@ FINAL_SHARE = 0.4  # the most of the budget kept for training the winner
 TRIAL_SHARE = 1 / 20  # a trial of the base recipe takes about this share of the budget
 TRIAL_EPOCHS = (3, 20)  # ... in this many epochs at least and at most
 REDUCTION = 3  # successive halving keeps a third of the trials at each rung
+MIN_TRIALS = 3  # a search is run only where the budget holds this many of the shortest trials besides the reserve
 
 
 @dataclass
@@ -87,6 +88,15 @@ class SearchResult:
                 "seconds": round(self.seconds, 1), "validation_images": self.validation_images,
                 "rule": "the simplest completed candidate within one standard error of the best validation accuracy",
                 "leaderboard": [entry.to_dict() for entry in self.entries], **self.extra}
+
+    def least_final_seconds(self) -> float:
+        """The least the winner's training takes: its trial's start (model built and traced) and one epoch, with
+        the planner's margin (:data:`cnnkit.training.budget.MARGIN`)."""
+        from cnnkit.training.budget import MARGIN
+
+        entry = next(e for e in self.entries if e.number == self.number)
+        one_epoch = entry.seconds - max(entry.epochs - 1, 0) * entry.epoch_seconds
+        return max(one_epoch, entry.epoch_seconds) / MARGIN
 
     def table(self) -> str:
         """The leaderboard as text, best first."""
@@ -222,12 +232,23 @@ def base_plan(config: TrainConfig, dataset: Dataset, budget_seconds: float) -> A
 
 
 def worth_searching(plan: Any, preset: Preset, budget_seconds: float) -> bool:
-    """Whether the base recipe leaves most of the budget unused: its longest schedule takes less than half of it.
+    """Whether the base recipe leaves most of the budget unused (its longest schedule takes less than half of it)
+    and the budget holds :data:`MIN_TRIALS` of the shortest trials besides the time kept for the winner.
 
     Where it does not (photos at their side, a short ``--budget``), the budget buys the base recipe's epochs.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> plan = SimpleNamespace(epochs=30, start_seconds=2.0, epoch_seconds=0.1)
+        >>> small = SimpleNamespace(max_epochs=0, epochs=30)
+        >>> worth_searching(plan, small, 900), worth_searching(plan, small, 12)
+        (True, False)
     """
     longest = preset.max_epochs or preset.epochs
-    return plan.epochs >= longest and plan.start_seconds + longest * plan.epoch_seconds < 0.5 * budget_seconds
+    trial = plan.start_seconds + TRIAL_EPOCHS[0] * plan.epoch_seconds  # the shortest trial of the base recipe
+    room = budget_seconds * (0.95 - FINAL_SHARE)
+    return (plan.epochs >= longest and plan.start_seconds + longest * plan.epoch_seconds < 0.5 * budget_seconds
+            and MIN_TRIALS * trial <= room)
 
 
 def search(config: TrainConfig, dataset: Dataset, run_dir: Path, *, budget_seconds: float,
