@@ -37,6 +37,21 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _assert_same_rows(got: list[dict[str, str]], expected: list[dict[str, str]]) -> None:
+    """The same rows in the same order: paths, labels, top-k classes and errors exactly; probabilities within
+    1e-5 (a batch of 3 and a batch of 256 may round the last printed digit differently on some CPUs' kernels)."""
+    def split(row: dict[str, str]) -> tuple[dict[str, str], list[float]]:
+        pairs = [item.rsplit(":", 1) for item in row["top_k"].split(";")] if row["top_k"] else []
+        exact = {**row, "probability": "", "top_k": ";".join(name for name, _ in pairs)}
+        return exact, [float(row["probability"] or "nan"), *(float(p) for _, p in pairs)]
+
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        (a, pa), (b, pb) = split(mine), split(theirs)
+        assert a == b
+        np.testing.assert_allclose(pa, pb, atol=1e-5)
+
+
 def test_ray_engine_gives_the_single_process_rows(local_ray, trained_run, image_folder, mnist_subset, tmp_path,
                                                   capsys):
     run, missing = str(trained_run.run_dir), str(tmp_path / "missing.png")
@@ -47,7 +62,7 @@ def test_ray_engine_gives_the_single_process_rows(local_ray, trained_run, image_
 
     expected, got = _rows(local), _rows(on_ray)
     assert len(got) == N_IMAGES + 4
-    assert got == expected  # path, label, probability, top-k and error, in input order, to the last digit
+    _assert_same_rows(got, expected)  # path, label, probability, top-k and error, in input order
     errors = {Path(r["path"]).name: r["error"] for r in got if r["error"]}
     assert set(errors) == {"empty.png", "text.png", "truncated.png", "missing.png"}
     assert "empty" in errors["empty.png"] and "not found" in errors["missing.png"]
@@ -136,7 +151,7 @@ def test_ray_rows_do_not_depend_on_the_label_lengths_in_each_batch(local_ray, we
     # least batch_size=3 rows, so most tasks predict a batch of 3 and a batch of 1 or 2, whose longest labels
     # differ, and joins them into one output block.
     got = predict_paths_ray(run, inputs, top_k=1, batch_size=3, progress=False)
-    assert [f.row() for f in got.files] == expected  # in input order, to the last digit
+    _assert_same_rows([f.row() for f in got.files], expected)  # in input order
     assert got.failed == 3
 
 

@@ -22,6 +22,8 @@ from cnnkit._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from cnnkit import explain as explain
+    from cnnkit.audits.api import AuditResult as AuditResult
+    from cnnkit.audits.api import audit as audit
     from cnnkit.datasets import load as load_dataset  # noqa: F401 - re-exported under the API's name
     from cnnkit.exporting import export_model as export  # noqa: F401 - re-exported under the API's name
     from cnnkit.images import decode_image as decode_image
@@ -67,4 +69,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Picture": "cnnkit.pictures",
     "explain": "cnnkit.explain",
     "serve": "cnnkit.server.background",
+    "audit": "cnnkit.audits.api",
+    "AuditResult": "cnnkit.audits.api",
 }, eager=("__version__",))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnnkit.cli_options import build_parser, parse_args, speak_cli  # light: no Keras until a command runs
-from cnnkit.progress import TRAINING, ConsoleHandler
+from cnnkit.progress import PROGRESS, ConsoleHandler
 from cnnkit.training.config import TrainConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -103,6 +103,40 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     print(f"Suggested learning rate: {result.suggestion:.2e} (valley; steepest descent {result.steepest:.2e}): "
           f"train with --lr {result.suggestion:.2g}")
     print(f"Figure: {Path(out) / FIGURE}")
+    return 0
+
+
+@command
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Find likely wrong labels, strays and conflicting copies: every image scored by a model that never saw it."""
+    from cnnkit.audits.api import audit
+
+    result = audit(args.data, args.out, folds=args.folds, budget=args.budget, epochs=args.epochs, recipe=args.recipe,
+                   seed=args.seed, rank_by=args.rank_by, label_regex=args.label_regex)
+    print(f"Review them in {result.out / 'audit.html'}.")
+    return 0
+
+
+@command
+def cmd_relabel(args: argparse.Namespace) -> int:
+    """Apply the decisions marked in an audit's suspects.csv (moves, never deletes), or undo them."""
+    from cnnkit.audits import relabel
+    from cnnkit.errors import ConfigError
+
+    if args.undo is not None:
+        lines = relabel.undo(args.undo)
+        print("\n".join(lines) if lines else "Nothing to undo.")
+        return 0
+    if args.decisions is None:
+        raise ConfigError("Expected a decisions file (or undo). Received: neither.",
+                          "Pass an audit's suspects.csv with its decision column filled in.",
+                          cli_hint="Run `cnnkit relabel AUDIT/suspects.csv`, or `cnnkit relabel --undo FILE`.")
+    done = (relabel.apply if args.apply else relabel.plan)(args.decisions, args.data)
+    print(done)
+    if args.apply and done.lines:
+        print(f"Applied. Undo with: cnnkit relabel --undo {done.undo_file}")
+    elif done.lines:
+        print("Dry run: nothing moved. Add --apply to carry it out.")
     return 0
 
 
@@ -279,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser, argv)
     # cnnkit's own notes (data sources, caches) on stderr; training's progress lines (cnnkit.progress) on stdout.
     # Both still reach the root logger's handlers (a caller's, pytest's).
-    logger, training = logging.getLogger("cnnkit"), logging.getLogger(TRAINING)
+    logger = logging.getLogger("cnnkit")
     if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
         notes = ConsoleHandler("stderr")
-        notes.addFilter(lambda record: not record.name.startswith(TRAINING))  # training's have their own
+        notes.addFilter(lambda record: not record.name.startswith(PROGRESS))  # progress has its own
         logger.addHandler(notes)
-        training.addHandler(ConsoleHandler("stdout"))
+        for name in PROGRESS:
+            logging.getLogger(name).addHandler(ConsoleHandler("stdout"))
     logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
     from cnnkit.errors import CnnkitError
 

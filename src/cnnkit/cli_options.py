@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cnnkit import __version__
+from cnnkit.audits import api as audit_defaults
 from cnnkit.errors import CnnkitError
 from cnnkit.options import add_field_options, spec_of
 from cnnkit.training import lr_find
@@ -135,6 +136,27 @@ def build_parser(help_of: dict[str, str]) -> Parser:
                         f"passes over a smaller training split, at least {lr_find.MIN_DEFAULT_STEPS})")
     p.add_argument("--out", type=Path, help=f"folder for {lr_find.FIGURE} and {lr_find.RECORD} "
                                             "(default runs/lr-find-<data>)")
+
+    p = sub.add_parser("audit", help=help_of["audit"], description=help_of["audit"])
+    p.add_argument("data", help="a folder of images, a .csv manifest (path,label), an .npz file, or mnist")
+    p.add_argument("--folds", type=int, default=audit_defaults.DEFAULT_FOLDS,
+                   help="models, each scoring the images the others trained on (default %(default)s)")
+    p.add_argument("--budget", type=float, default=audit_defaults.DEFAULT_BUDGET_MINUTES, metavar="MINUTES",
+                   help="training time of all folds together (default %(default)g)")
+    p.add_argument("--epochs", type=int, help="each fold's epochs, instead of planning them from --budget")
+    add_field_options(p, TrainConfig, ["recipe", "seed", "label_regex"],
+                      help={"recipe": "the folds' recipe (default: what recipe auto picks, without downloading)"})
+    p.add_argument("--rank-by", choices=("margin", "self_confidence"), default="margin",
+                   help="order of the likely label errors (default %(default)s: the normalised margin)")
+    p.add_argument("--out", type=Path, help="audit folder (default audits/<data>)")
+
+    p = sub.add_parser("relabel", help=help_of["relabel"], description=help_of["relabel"])
+    p.add_argument("decisions", nargs="?", type=Path,
+                   help="an audit's suspects.csv with its decision column filled in (relabel, remove, keep)")
+    p.add_argument("--data", type=Path, help="the audited folder or .csv manifest (default: the audit's, from "
+                                             "audit.json beside DECISIONS)")
+    p.add_argument("--apply", action="store_true", help="carry the decisions out (without it: a dry run)")
+    p.add_argument("--undo", type=Path, metavar="FILE", help="reverse an applied decisions file from its undo file")
 
     p = sub.add_parser("evaluate", help=help_of["evaluate"])
     p.add_argument("run", type=Path)

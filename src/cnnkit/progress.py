@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 TRAINING = "cnnkit.training"
+PROGRESS = (TRAINING, "cnnkit.audits")  # the loggers whose lines are progress, printed on stdout by the CLI
 
 
 class ConsoleHandler(logging.StreamHandler):
@@ -59,9 +60,10 @@ def keras_verbose(verbose: int | str) -> int:
 
 
 @contextlib.contextmanager
-def reporting(verbose: int | str) -> Iterator[None]:
-    """Let ``verbose`` govern the ``cnnkit.training`` lines until the block ends (see the module's text)."""
-    logger = logging.getLogger(TRAINING)
+def reporting(verbose: int | str, name: str = TRAINING) -> Iterator[None]:
+    """Let ``verbose`` govern the lines of logger ``name`` (one of :data:`PROGRESS`) until the block ends (see the
+    module's text)."""
+    logger = logging.getLogger(name)
     saved = logger.level, logger.propagate
     added: ConsoleHandler | None = None
     if verbose == 0:

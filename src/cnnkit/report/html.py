@@ -37,6 +37,10 @@ figcaption { font-size: .85rem; color: #555; }
 pre { background: #f0f3f6; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 .note { color: #555; font-size: .9rem; }
 .explain td { white-space: nowrap; }
+.thumbs { display: flex; flex-wrap: wrap; gap: .5rem; }
+.thumbs figure { margin: 0; width: 7.5rem; font-size: .75rem; overflow-wrap: anywhere; }
+.thumbs img { width: 7.5rem; height: 7.5rem; object-fit: contain; image-rendering: pixelated; background: #eee; }
+details > summary { cursor: pointer; font-weight: 600; margin: .4rem 0; }
 """
 
 
@@ -50,6 +54,25 @@ def image(path: str | Path, alt: str, caption: str = "") -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">{cap}</figure>'
+
+
+def thumbnail(pixels: Any, alt: str, caption: str = "") -> str:
+    """A small ``<figure>`` of raw ``uint8`` pixels (a PNG data URI; the page scales it, pixels kept sharp)."""
+    from cnnkit.images import encode_png
+
+    data = base64.b64encode(encode_png(pixels)).decode("ascii")
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(alt)}">{cap}</figure>'
+
+
+def thumbnails(figures: Sequence[str]) -> str:
+    """Figures from :func:`thumbnail` in rows that wrap."""
+    return f'<div class="thumbs">{"".join(figures)}</div>'
+
+
+def collapsed(summary: str, body: str, open_: bool = False) -> str:
+    """A ``<details>`` block: ``summary`` (escaped) as its heading, ``body`` (safe HTML) shown on a click."""
+    return f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>{body}</details>"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:

@@ -62,6 +62,14 @@ class Plan:
         return {**dataclasses.asdict(self), "images_per_second": round(self.images_per_second, 1)}
 
 
+class BudgetTooSmall(ConfigError):
+    """A budget that holds no training step: ``need_seconds`` is the least one step and its validation take."""
+
+    def __init__(self, message: str, hint: str, need_seconds: float) -> None:
+        super().__init__(message, hint, params="budget")
+        self.need_seconds = need_seconds
+
+
 def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, val_seconds: float,
          checkpoint_seconds: float, batch_size: int, max_epochs: int, start_seconds: float = 0.0) -> Plan:
     """The most epochs (at most ``max_epochs``) whose whole schedule fits ``budget_seconds`` (times :data:`MARGIN`).
@@ -84,9 +92,9 @@ def plan(budget_seconds: float, *, step_seconds: float, steps_per_epoch: int, va
     steps = math.floor((usable - val_seconds - checkpoint_seconds) / step_seconds + 1e-9) if step_seconds else 0
     if steps < 1:
         need = (start_seconds + step_seconds + val_seconds + checkpoint_seconds) / MARGIN
-        raise ConfigError(f"The budget is too small for one training step and its validation on this machine: "
-                          f"they take about {need:.1f} s. Received: budget={budget_seconds / 60:g} (minutes).",
-                          f"Set budget to at least {math.ceil(need / 6) / 10:g} minutes.", params="budget")
+        raise BudgetTooSmall(f"The budget is too small for one training step and its validation on this machine: "
+                             f"they take about {need:.1f} s. Received: budget={budget_seconds / 60:g} (minutes).",
+                             f"Set budget to at least {math.ceil(need / 6) / 10:g} minutes.", need)
     return Plan(budget_seconds, 1, steps, step_seconds, step_seconds * steps + val_seconds + checkpoint_seconds,
                 batch_size, start_seconds)
 

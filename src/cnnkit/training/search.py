@@ -48,7 +48,9 @@ FINAL_SHARE = 0.4  # the most of the budget kept for training the winner
 TRIAL_SHARE = 1 / 20  # a trial of the base recipe takes about this share of the budget
 TRIAL_EPOCHS = (3, 20)  # ... in this many epochs at least and at most
 REDUCTION = 3  # successive halving keeps a third of the trials at each rung
-MIN_TRIALS = 3  # a search is run only where the budget holds this many of the shortest trials besides the reserve
+# A shorter budget is not searched: on any machine it holds a trial or two besides the time kept for the winner,
+# too few to compare candidates (and a 12-s budget once left the winner 3 s after its one trial).
+MIN_SEARCH_SECONDS = 30.0
 
 
 @dataclass
@@ -232,23 +234,21 @@ def base_plan(config: TrainConfig, dataset: Dataset, budget_seconds: float) -> A
 
 
 def worth_searching(plan: Any, preset: Preset, budget_seconds: float) -> bool:
-    """Whether the base recipe leaves most of the budget unused (its longest schedule takes less than half of it)
-    and the budget holds :data:`MIN_TRIALS` of the shortest trials besides the time kept for the winner.
+    """Whether the base recipe leaves most of the budget unused (its longest schedule takes less than half of it),
+    in a budget of at least :data:`MIN_SEARCH_SECONDS`.
 
     Where it does not (photos at their side, a short ``--budget``), the budget buys the base recipe's epochs.
 
     Example:
         >>> from types import SimpleNamespace
-        >>> plan = SimpleNamespace(epochs=30, start_seconds=2.0, epoch_seconds=0.1)
+        >>> plan = SimpleNamespace(epochs=30, start_seconds=1.0, epoch_seconds=0.1)
         >>> small = SimpleNamespace(max_epochs=0, epochs=30)
         >>> worth_searching(plan, small, 900), worth_searching(plan, small, 12)
         (True, False)
     """
     longest = preset.max_epochs or preset.epochs
-    trial = plan.start_seconds + TRIAL_EPOCHS[0] * plan.epoch_seconds  # the shortest trial of the base recipe
-    room = budget_seconds * (0.95 - FINAL_SHARE)
-    return (plan.epochs >= longest and plan.start_seconds + longest * plan.epoch_seconds < 0.5 * budget_seconds
-            and MIN_TRIALS * trial <= room)
+    return (budget_seconds >= MIN_SEARCH_SECONDS and plan.epochs >= longest
+            and plan.start_seconds + longest * plan.epoch_seconds < 0.5 * budget_seconds)
 
 
 def search(config: TrainConfig, dataset: Dataset, run_dir: Path, *, budget_seconds: float,

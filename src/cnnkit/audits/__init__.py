@@ -1,0 +1,1 @@
+"""Audit a labelled set: out-of-fold probabilities, confident learning, and the findings a person reviews."""

@@ -1,0 +1,157 @@
+"""``cnnkit audit DATA``: out-of-fold probabilities for every image, confident learning over them, and the findings.
+
+1. **The labelled set**: every usable image (:mod:`cnnkit.audits.labelled`), at the size and colour
+   recipe auto would pick, with its near-duplicate groups and the copies whose labels differ.
+2. **Folds** (:mod:`cnnkit.audits.folds`): K of them, stratified, near-duplicate groups whole. One
+   recipe and one schedule for all K models: the recipe auto picks for the data (``small`` for small
+   images, ``photo`` for photos), its epochs planned on the first fold so that the K trainings fill
+   the budget (:func:`cnnkit.training.fit.plan_budget` with a K-th of it each).
+3. **Findings** (:mod:`cnnkit.audits.confident`): likely label errors, strays no class claims, and the
+   pairs of classes most confused; with the conflicts of step 1.
+4. **Outputs** (:mod:`cnnkit.audits.outputs`): ``suspects.csv``, ``audit.json`` and ``audit.html`` in
+   the audit folder, and a summary with the estimated share of wrong labels in each class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnkit.audits.confident import Findings, find_label_issues
+from cnnkit.audits.folds import assign_folds, fold_dataset, out_of_fold
+from cnnkit.audits.labelled import LabelledSet, load_labelled
+from cnnkit.errors import ConfigError
+from cnnkit.progress import reporting
+from cnnkit.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDS = 5
+# Minutes, all folds together: on a 2-core CPU five small-image folds of 10,000 digits train about 10
+# epochs each in this time, enough for out-of-fold probabilities that rank wrong labels first
+# (benchmarks/label_noise.py).
+DEFAULT_BUDGET_MINUTES = 10.0
+
+
+@dataclass
+class AuditResult:
+    """An audit's outputs: the labelled set, its out-of-fold probabilities, what confident learning found."""
+
+    out: Path
+    data: str  # as given (a folder or manifest: absolute), for relabel
+    label_regex: str | None
+    labelled: LabelledSet
+    probs: np.ndarray
+    folds: np.ndarray
+    findings: Findings
+    recipe: str
+    epochs: int
+    seconds: float
+
+    def suspects(self) -> list[dict[str, Any]]:
+        """The rows of ``suspects.csv``: every finding, ranked within its kind."""
+        from cnnkit.audits.outputs import suspect_rows
+
+        return suspect_rows(self)
+
+    def summary(self) -> str:
+        """The lines the command prints: counts per finding and the estimated share of wrong labels per class."""
+        from cnnkit.audits.outputs import summary_lines
+
+        return "\n".join(summary_lines(self))
+
+
+def plan_folds(labelled: LabelledSet, config: TrainConfig, folds: np.ndarray, budget: float) -> TrainConfig:
+    """``config`` with the epochs that make the K folds' trainings fill ``budget`` minutes (planned on fold 0)."""
+    from cnnkit.training.budget import BudgetTooSmall
+    from cnnkit.training.fit import plan_budget
+
+    k = int(folds.max()) + 1
+    first = fold_dataset("audit", labelled.x, labelled.y, folds == 0, labelled.class_names, labelled.color_mode,
+                         labelled.resize)
+    try:
+        planned, _ = plan_budget(first, dataclasses.replace(config, budget=budget / k))
+    except BudgetTooSmall as small:
+        raise ConfigError(f"The budget is too small for {k} folds: each fold's first training step and its "
+                          f"validation take about {small.need_seconds:.1f} s on this machine. Received: "
+                          f"budget={budget:g} (minutes), {budget / k:.2g} a fold.",
+                          f"Set budget to at least {math.ceil(k * small.need_seconds / 6) / 10:g} minutes, or "
+                          "fewer folds.", params=("budget", "folds")) from None
+    log.info(f"Folds: {k} models of recipe {config.preset.name}, {planned.epochs} epochs each "
+             f"({budget:g} min for all, planned on this machine).")
+    return dataclasses.replace(planned, budget=None)
+
+
+def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, folds: int = DEFAULT_FOLDS,
+          budget: float = DEFAULT_BUDGET_MINUTES, recipe: str | None = None, epochs: int | None = None,
+          seed: int = 0, rank_by: str = "margin", label_regex: str | None = None,
+          verbose: int | str = "auto") -> AuditResult:
+    """Audit the labels of ``data`` (a folder, a ``.csv`` manifest, an ``.npz`` file or ``"mnist"``) into ``out``.
+
+    ``epochs`` instead of ``budget`` fixes each fold's schedule. ``rank_by``: ``"margin"`` (the normalised
+    margin) or ``"self_confidence"``.
+
+    Example:
+        >>> result = audit("photos/", "audits/photos")  # doctest: +SKIP
+        >>> result.suspects()[0]["path"]  # doctest: +SKIP
+        'sunrise/sunrise117.jpg'
+    """
+    from cnnkit.audits.outputs import write_outputs
+
+    if budget is not None and budget <= 0:
+        raise ConfigError(f"Expected budget to be a positive number of minutes. Received: budget={budget!r}.",
+                          f"Leave it out for {DEFAULT_BUDGET_MINUTES:g} minutes.", params="budget")
+    start = time.perf_counter()
+    data = os.fspath(data)
+    out = Path(out) if out is not None else Path("audits") / (Path(data).name or "data")
+    config = TrainConfig(data=data, seed=seed, label_regex=label_regex, recipe=recipe, epochs=epochs or 0)
+    with reporting(verbose, "cnnkit.audits"), reporting(0):  # the audit's lines, not each fold's training
+        chosen, side, colour, inspected = _recipe_for(config)
+        labelled = load_labelled(config, chosen, side, colour, inspected)
+        log.info(f"Audit of {labelled.source}: {len(labelled):,} images, {len(labelled.class_names)} classes; "
+                 f"recipe {chosen}{f' at {side}x{side}' if side else ''}.")
+        fold_of = assign_folds(labelled.y, folds, seed, labelled.groups, labelled.class_names)
+        train = dataclasses.replace(config, recipe=chosen, image_size=side, color_mode=colour).resolve()
+        if not epochs:
+            train = plan_folds(labelled, train, fold_of, budget)
+
+        def said(fold: int, seconds: float) -> None:
+            log.info(f"Fold {fold + 1}/{folds}: trained and scored in {seconds:.0f} s.")
+
+        probs = out_of_fold(labelled.x, labelled.y, fold_of, train, class_names=labelled.class_names,
+                            color_mode=labelled.color_mode, resize=labelled.resize, on_fold=said)
+        findings = find_label_issues(probs, labelled.y, rank_by=rank_by)
+        given = str(Path(data).resolve()) if os.path.exists(data) else data
+        result = AuditResult(out, given, label_regex, labelled, probs, fold_of, findings, train.preset.name,
+                             train.epochs, time.perf_counter() - start)
+        write_outputs(result)
+        log.info(result.summary())
+    return result
+
+
+def _recipe_for(config: TrainConfig) -> tuple[str, int | None, str | None, Any]:
+    """The recipe, side and colour mode the folds train at (the user's recipe, or what auto picks, with no
+    download), and the folder as inspected for it (``None`` for arrays)."""
+    from cnnkit import datasets
+    from cnnkit.training.auto import choose_for_arrays, choose_for_folder
+
+    inspected = None
+    if config.is_folder:
+        from cnnkit.datasets.photos import inspect_folder
+
+        inspected = inspect_folder(config.data, label_regex=config.label_regex)
+    if config.recipe not in (None, "auto"):
+        return str(config.recipe), None, None, inspected
+    if inspected is not None:
+        choice = choose_for_folder(inspected, dataclasses.replace(config, weights="none"))
+    else:
+        choice = choose_for_arrays(datasets.load(config.data, source=config.data_source))
+    return choice.recipe, choice.image_size, choice.color_mode, inspected
