@@ -59,11 +59,16 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# Two worker processes (pytest-xdist), a test file to each in turn (its module fixtures are built once); the
+# tests that time a budget's use run alone afterwards.
+XDIST := -n 2 --dist loadfile
+
 test-tf: install browser
-	CNNKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+	CNNKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q $(XDIST) -m "not serial and not slow and not readme and not heavy"
+	$(BIN)/python -m pytest -q -m "serial and not slow and not readme and not heavy"
 
 test-jax: install
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m "backends and not heavy and not slow and not readme"
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q $(XDIST) -m "backends and not heavy and not slow and not readme"
 
 slow: install
 	$(BIN)/python -m pytest -q -m slow

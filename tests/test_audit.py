@@ -16,7 +16,7 @@ from PIL import Image
 from cnnkit.audits.folds import assign_folds, group_ids
 from cnnkit.errors import DataError
 
-from helpers import assert_clean_error, run_cli
+from helpers import MNIST_SUBSET, assert_clean_error, run_cli
 
 COLOURS = {"cloudy": (110, 110, 110), "rain": (40, 70, 190), "shine": (230, 190, 50)}
 
@@ -207,3 +207,60 @@ def test_bad_audit_input_gets_one_error_and_a_hint(tmp_path, capsys):
     assert_clean_error(code, stderr, "Error: The budget is too small for 3 folds", "Received: budget=0.001 (minutes)",
                        "Hint: Set --budget to at least")
     assert not any((tmp_path / name).exists() for name in "abc")  # nothing written for a refused audit
+
+
+@pytest.fixture(scope="module")
+def excluded_run(audited, tmp_path_factory):
+    """One epoch of recipe small on the audited folder, leaving out what the audit listed: (run folder, audit)."""
+    from cnnkit.cli import main
+
+    data, out, _ = audited
+    run = tmp_path_factory.mktemp("excluded") / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", str(data), "--recipe", "small", "--epochs", "1", "--exclude", str(out / "suspects.csv"),
+                     "--out", str(run)])
+    assert code == 0
+    return run, out
+
+
+def test_training_leaves_out_the_images_an_audit_listed_and_says_so(excluded_run, capsys):
+    run, out = excluded_run
+    listed = {r["path"] for r in _rows(out) if r["decision"] != "keep"}
+    report = (run / "data_report.txt").read_text()
+    line = next(line for line in report.splitlines() if line.startswith("Excluded: "))
+    left_out = int(line.split()[1])
+    assert 0 < left_out <= len(listed) and f"listed in {out / 'suspects.csv'} (label " in line, line
+    metrics = json.loads((run / "metrics.json").read_text())
+    used = metrics["train_size"] + metrics["val_size"] + metrics["test_samples"]
+    assert used == 3 * 16 + 2 + 1 - left_out  # the folder's usable images, less those left out
+    code, _, stderr = run_cli(capsys, "train", MNIST_SUBSET, "--exclude", out / "suspects.csv")
+    assert_clean_error(code, stderr, "Expected exclude only with a folder of images or a .csv manifest")
+
+
+@pytest.mark.browser
+def test_the_reports_data_section_shows_the_copies_collapsed_and_fits_the_page(excluded_run, browser):
+    """The Data section's findings are headings with counts, closed; opened, the near-duplicates are thumbnails;
+    nothing is wider than a 1,280-px window."""
+    run, _ = excluded_run
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.goto((run / "report.html").as_uri())
+    tab.wait_for_load_state("load")
+    data = tab.locator("section#data")
+    summaries = data.locator("details > summary").all_inner_texts()
+    assert any(s.startswith("Near-duplicate groups (1; each kept whole in one split; 1 with different labels)")
+               for s in summaries), summaries
+    assert any(s.startswith("Byte-identical copies (1, one of each kept; 1 with different labels)") for s in summaries)
+    assert any(s.startswith("Images left out (exclude: ") for s in summaries)
+    assert any(s == "The loader's report, as text" for s in summaries)
+    assert data.locator("details[open]").count() == 0  # collapsed by default
+    assert not data.locator("pre").first.is_visible()
+    group = data.locator("details", has_text="Near-duplicate groups")
+    group.locator("summary").click()
+    thumbs = group.evaluate("""d => Array.from(d.querySelectorAll('img')).map(
+        img => ({alt: img.alt, ok: img.complete && img.naturalWidth > 0}))""")
+    assert {t["alt"] for t in thumbs} == {"cloudy/cloudy3.png", "rain/copy-of-cloudy3.jpg"}
+    assert all(t["ok"] for t in thumbs)
+    for details in data.locator("details").all():  # everything open: still no sideways scrolling
+        details.evaluate("d => { d.open = true; }")
+    assert tab.evaluate("() => document.documentElement.scrollWidth") <= 1280
+    tab.close()

@@ -219,3 +219,56 @@ def test_a_ray_run_prints_only_cnnkit_lines(weather_run, tmp_path):
     noise = ("WARNING", " E ", "Traceback", "INFO ", "pid=", "(raylet)")  # Ray's loggers, C++ logs, worker output
     assert not [line for line in done.stderr.splitlines() if any(mark in line for mark in noise)], done.stderr
     assert len(_rows(out)) == 6
+
+
+def _probabilities(rows, class_names):
+    """Full probability vectors back from batch rows (top-k = every class)."""
+    return np.array([[dict(r.prediction.top_k)[c] for c in class_names] for r in rows])
+
+
+def test_predictor_batch_ray_and_server_give_the_same_probabilities(tmp_path, local_ray):
+    """The predictor, batch prediction in one process and on Ray, and the server give the same numbers, with and
+    without TTA (here with the other Ray tests: one file, one test process, one local Ray at a time)."""
+    for tta in (True, False):  # one Ray session for both
+        _same_probabilities_everywhere(tta, tmp_path / str(tta))
+
+
+def _same_probabilities_everywhere(tta: bool, tmp_path) -> None:
+    import warnings
+
+    import cnnkit
+    from cnnkit.artifact import ModelMetadata, save_model
+    from cnnkit.batch import predict_paths
+    from cnnkit.batch_ray import predict_paths_ray
+    from cnnkit.models import build_model
+    from cnnkit.server import ServerSettings, create_app
+
+    from helpers import wait_ready
+
+    classes = ["a", "b", "c", "d"]
+    tmp_path.mkdir()
+    path = save_model(build_model("fast", num_classes=4), tmp_path / "m.keras", ModelMetadata(
+        class_names=classes, input_shape=[28, 28, 1], color_mode="grayscale", tta={"shift": 1}))
+    pixels = np.random.default_rng(3).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    files = []
+    for i, image in enumerate(pixels):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(encode_png(image))
+    predictor = cnnkit.load(path, tta=tta)
+    assert bool(predictor.tta) is tta
+    direct = predictor.predict_proba(pixels)
+    local = _probabilities(predict_paths(predictor, files, top_k=4, progress=False).files, classes)
+    ray = _probabilities(predict_paths_ray(path, files, top_k=4, progress=False, tta=tta).files, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Starlette's TestClient prefers httpx2
+        from starlette.testclient import TestClient
+
+        with TestClient(create_app(predictor, ServerSettings(model_name="m"))) as client:
+            wait_ready(client)
+            answer = client.post("/v2/models/m/infer", json={"inputs": [
+                {"name": "pixels", "shape": list(pixels.shape), "datatype": "UINT8", "data": pixels.ravel().tolist()}]})
+    served = np.array(answer.json()["outputs"][0]["data"]).reshape(6, 4)
+    for got in (local, ray, served):
+        np.testing.assert_allclose(got, direct, rtol=0, atol=1e-6)
+    other = cnnkit.load(path, tta=not tta).predict_proba(pixels)
+    assert np.abs(other - direct).max() > 1e-4  # TTA really changes the numbers: the check can fail

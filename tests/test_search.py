@@ -82,6 +82,7 @@ def _search_record(run) -> dict:
     return json.loads((run / "config.json").read_text()).get("search", {})
 
 
+@pytest.mark.serial  # asserts the share of a one-minute budget used: alone, not beside another test process
 def test_auto_searches_small_images_inside_the_budget_and_shows_its_leaderboard(tmp_path):
     """cnnkit train on small images with no recipe: candidates, the winner by the rule, most of the budget used
     and none of it overrun, the leaderboard in config.json and report.html."""

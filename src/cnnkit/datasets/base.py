@@ -45,6 +45,7 @@ class Dataset:
     report: str = ""  # what the loader skipped or merged, and why (image folders)
     resize: str = "stretch"  # how images of other sizes are brought to input_shape (stored in the model)
     profile: Any = None  # image folders: their DataProfile (native sizes, modes, near-duplicate groups)
+    notes: Any = None  # image folders: their FolderNotes (files skipped, copies, near-duplicates, left out)
 
     def __post_init__(self) -> None:
         if self.color_mode not in COLOR_MODES:

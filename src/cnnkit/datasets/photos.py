@@ -19,9 +19,11 @@ import numpy as np
 
 from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.duplicates import HASH_SIDE, cached_hashes, check_mode, hashable, near_duplicate_groups
+from cnnkit.datasets.exclude import excluded_report, read_excluded
 from cnnkit.datasets.folder import FolderIndex, index_folder
 from cnnkit.datasets.folder_splits import split_index
 from cnnkit.datasets.lazy import LazyImages
+from cnnkit.datasets.notes import folder_notes
 from cnnkit.datasets.pixelcache import PIXELS, DecodedImages, decode_all
 from cnnkit.datasets.profile import DataProfile, profile_images
 from cnnkit.errors import DataError
@@ -129,9 +131,11 @@ def load_folder(
     in_memory: bool | None = None,
     near_duplicates: str = "group",
     inspected: Inspected | None = None,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Load a folder of labelled photos (sub-folder per class, class in file names, or a CSV manifest).
 
+    ``exclude``: a CSV whose ``path`` column lists images to leave out (:mod:`cnnkit.datasets.exclude`).
     ``near_duplicates``: ``"group"`` keeps each group of look-alike images in one split, ``"drop"``
     keeps one image of each group, ``"off"`` does not look for them (byte-identical copies are
     always kept once). ``in_memory=None`` loads the decoded pixels into memory when they take at
@@ -146,6 +150,14 @@ def load_folder(
                                      near_duplicates=near_duplicates, inspected=inspected)
     index, profile = inspected.index, inspected.profile
     ok = decoded.ok.copy()
+    left_out, excluded = "", []
+    if exclude is not None:  # after decoding: the pixel cache stays the folder's, whatever a run leaves out
+        listed = read_excluded(exclude, index.root)
+        rows = [i for i, p in enumerate(index.paths) if p in listed]
+        ok[rows] = False
+        excluded = [(index.paths[i], listed[index.paths[i]]) for i in rows]
+        left_out = excluded_report(exclude, [why for _, why in excluded],
+                                   len(set(listed) - {index.paths[i] for i in rows}))
     groups = [[i for i in g if ok[i]] for g in profile.groups]
     if near_duplicates == "drop":  # keep the first of each group (in train/ if the folder is split)
         for group in groups:
@@ -179,10 +191,11 @@ def load_folder(
     action = {"group": "each kept whole in one split", "drop": "one image of each kept"}.get(near_duplicates, "")
     report = "\n".join([index.report(), *profile.lines(), decode_report(index, decoded),
                         *([near_duplicates_report(index, profile.groups, action)] if near_duplicates != "off" else []),
-                        counts, *splits.notes])
+                        *([left_out] if left_out else []), counts, *splits.notes])
     return Dataset(
         name=Path(path).name or "images", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
         x_val=x_val if len(x_val) else None, y_val=y_val if len(x_val) else None,
         class_names=index.class_names, color_mode=color_mode, source=str(index.root), report=report, resize=resize,
         profile=profile,
+        notes=folder_notes(index, profile.groups if near_duplicates != "off" else [], action, excluded),
     )

@@ -27,6 +27,7 @@ from cnnkit.fileio import write_text
 from cnnkit.plots import plot_image_grid, plot_reliability
 from cnnkit.predictor import Predictor
 from cnnkit.report import html as h
+from cnnkit.report.data_notes import notes_html
 from cnnkit.report.files import write_evaluation
 from cnnkit.report.html import Section
 from cnnkit.report.search import search_section
@@ -116,8 +117,7 @@ def _data(run_dir: Path, dataset: Dataset, metrics: dict) -> Section:
     # MNIST-like data carves validation out of x_train during fit; folders come with it split off.
     train_header = "train + validation" if dataset.x_val is None else "train"
     body += h.table(("class", train_header, "test"), rows)
-    if dataset.report:
-        body += h.pre(dataset.report)
+    body += notes_html(dataset.notes, dataset.report)  # collapsed: thumbnails and counts, the raw text last
     # One image per class in turn, so every class shows up in the grid.
     order = np.sort(classes_in_turn(y, dataset.num_classes)[:SAMPLE_COUNT])
     titles = [f"Label: {dataset.class_names[label]}" for label in y[order]]

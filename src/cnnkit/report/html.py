@@ -34,9 +34,12 @@ td:first-child, th:first-child { text-align: left; }
 figure { margin: .6rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #555; }
-pre { background: #f0f3f6; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+pre { background: #f0f3f6; padding: .6rem; overflow-x: auto; font-size: .8rem; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
+td { overflow-wrap: anywhere; }
 .note { color: #555; font-size: .9rem; }
 .explain td { white-space: nowrap; }
+table.explain { display: block; max-width: 100%; overflow-x: auto; }  /* wide layer tables scroll in place */
 .thumbs { display: flex; flex-wrap: wrap; gap: .5rem; }
 .thumbs figure { margin: 0; width: 7.5rem; font-size: .75rem; overflow-wrap: anywhere; }
 .thumbs img { width: 7.5rem; height: 7.5rem; object-fit: contain; image-rendering: pixelated; background: #eee; }

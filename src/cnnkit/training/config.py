@@ -84,6 +84,10 @@ class TrainConfig:
         "group", "--near-duplicates", choices=NEAR_DUPLICATES,
         help=_FOLDERS + "look-alike images (resized, re-encoded, rotated, cropped copies) are kept in one split "
                         "(%(default)s, default), once (drop), or not looked for (off)")
+    exclude: str | None = option(  # cnnkit.datasets.exclude: an audit's suspects, or any CSV with a path column
+        None, "--exclude", metavar="CSV",
+        help=_FOLDERS + "leave out the images this CSV lists in its path column (an audit's suspects.csv: the "
+                        "rows not decided keep)")
     # Minutes of training the epochs are planned to fill (cnnkit.training.budget); None: the recipe's epochs.
     budget: float | None = option(
         None, "--budget", metavar="MINUTES",
@@ -154,7 +158,7 @@ class TrainConfig:
                 "color_mode": self.color_mode or preset.color_mode, "resize": self.resize,
                 "label_regex": self.label_regex, "val_fraction": self.val_fraction,
                 "test_fraction": self.test_fraction, "seed": self.seed, "train_per_class": self.train_per_class,
-                "near_duplicates": self.near_duplicates}
+                "near_duplicates": self.near_duplicates, "exclude": self.exclude}
 
     def resolve(self) -> TrainConfig:
         """Fill the recipe's values in and validate every field (errors name the field)."""
@@ -185,6 +189,7 @@ class TrainConfig:
             (r.near_duplicates in NEAR_DUPLICATES, "near_duplicates", f"one of {NEAR_DUPLICATES}"),
             (r.color_mode in (None, "grayscale", "rgb"), "color_mode", "one of ('grayscale', 'rgb')"),
             (r.fine_tune is None or r.fine_tune >= 0, "fine_tune", "≥ 0 (epochs)"),
+            (r.exclude is None or r.is_folder, "exclude", "only with a folder of images or a .csv manifest"),
         ]
         for ok, name, expected in checks:
             if not ok:

@@ -1,0 +1,54 @@
+"""``exclude``: images a CSV lists (an audit's ``suspects.csv``, or any file with a ``path`` column) left out of a
+folder's training, validation and test images, with a line in the data report that says how many and why."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from pathlib import Path
+
+from cnnkit.errors import DataError
+
+
+def read_excluded(listing: str | os.PathLike[str], root: Path) -> dict[Path, str]:
+    """Absolute path -> why (the row's ``finding``, or "listed") for every row of ``listing`` not decided ``keep``.
+
+    Paths are relative to ``root`` (the folder, or the manifest's folder), as an audit writes them, or absolute.
+    """
+    listing = Path(listing)
+    try:
+        text = listing.read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise DataError(f"Cannot read the list of images to exclude. Received: exclude={os.fspath(listing)!r} "
+                        f"({err.strerror or err}).", "Pass an audit's suspects.csv, or a CSV with a path column.",
+                        params="exclude") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    if "path" not in columns:
+        raise DataError(f"Expected a CSV with a path column to exclude images by. Received: columns "
+                        f"{', '.join(columns) or 'none'} in {listing}.",
+                        "Pass an audit's suspects.csv, or a CSV whose header has path.", params="exclude")
+    out: dict[Path, str] = {}
+    for row in reader:
+        cells = {key: (row.get(original) or "").strip() for key, original in columns.items()}
+        if not cells["path"] or cells.get("decision", "").lower() == "keep":
+            continue
+        out.setdefault((root / cells["path"]).resolve(), cells.get("finding") or "listed")
+    return out
+
+
+def excluded_report(listing: str | os.PathLike[str], why: list[str], missing: int) -> str:
+    """One line: how many images were left out, for which findings, and how many listed paths were not found.
+
+    Example:
+        >>> excluded_report("audit/suspects.csv", ["label", "label", "stray"], 1)
+        'Excluded: 3 images listed in audit/suspects.csv (label 2, stray 1); 1 listed path not among the images.'
+    """
+    counts = ", ".join(f"{finding} {n}" for finding, n in sorted(Counter(why).items(), key=lambda kv: -kv[1]))
+    line = f"Excluded: {len(why)} image{'s' * (len(why) != 1)} listed in {os.fspath(listing)}" + (
+        f" ({counts})" if counts else "")
+    if missing:
+        line += f"; {missing} listed path{'s' * (missing != 1)} not among the images"
+    return line + "."
