@@ -114,7 +114,7 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     out = Path(out) if out is not None else Path("audits") / (Path(data).name or "data")
     config = TrainConfig(data=data, seed=seed, label_regex=label_regex, recipe=recipe, epochs=epochs or 0)
     with reporting(verbose, "cnnkit.audits"), reporting(0):  # the audit's lines, not each fold's training
-        chosen, side, colour, inspected = _recipe_for(config)
+        chosen, side, colour, inspected = recipe_for(config)
         labelled = load_labelled(config, chosen, side, colour, inspected)
         log.info(f"Audit of {labelled.source}: {len(labelled):,} images, {len(labelled.class_names)} classes; "
                  f"recipe {chosen}{f' at {side}x{side}' if side else ''}.")
@@ -137,7 +137,7 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     return result
 
 
-def _recipe_for(config: TrainConfig) -> tuple[str, int | None, str | None, Any]:
+def recipe_for(config: TrainConfig) -> tuple[str, int | None, str | None, Any]:
     """The recipe, side and colour mode the folds train at (the user's recipe, or what auto picks, with no
     download), and the folder as inspected for it (``None`` for arrays)."""
     from cnnkit import datasets

@@ -14,8 +14,9 @@ from typing import Any
 
 from cnnkit.errors import ConfigError
 
-# Augmentation layers are identity at inference, so they change nothing in the table.
-IDENTITY = {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+# Augmentation layers are identity at inference, so they change nothing in the table: every one a recipe can
+# ask for (cnnkit.models.preprocessing.AUGMENTATIONS; tests/test_explain.py explains each), and dropout.
+IDENTITY = {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomErasing",
             "Dropout", "SpatialDropout2D"}
 
 

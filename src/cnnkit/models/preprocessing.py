@@ -16,7 +16,7 @@ from typing import Any
 from cnnkit._backend import keras
 from cnnkit.errors import ConfigError
 
-_AUGMENTATIONS = {
+AUGMENTATIONS = {
     # spec key → (Keras layer, how the spec value maps to its arguments)
     "flip": lambda v: keras.layers.RandomFlip(mode=v if isinstance(v, str) else "horizontal"),
     "rotation": lambda v: keras.layers.RandomRotation(factor=float(v), fill_mode="constant"),
@@ -43,12 +43,12 @@ def build_preprocessing(spec: dict[str, Any]) -> list[keras.layers.Layer]:
         )
     layers: list[keras.layers.Layer] = []
     for kind, strength in (spec.get("augment") or {}).items():
-        if kind not in _AUGMENTATIONS:
+        if kind not in AUGMENTATIONS:
             raise ConfigError(
-                f"Unknown augmentation {kind!r}. Expected one of {sorted(_AUGMENTATIONS)}.",
+                f"Unknown augmentation {kind!r}. Expected one of {sorted(AUGMENTATIONS)}.",
             )
         # Augment before rescaling so fills and flips act on raw pixels; these layers cast to float.
-        layers.append(_AUGMENTATIONS[kind](strength))
+        layers.append(AUGMENTATIONS[kind](strength))
     if "rescale" in spec:
         layers.append(keras.layers.Rescaling(float(spec["rescale"]), name="rescale"))
     if "normalize" in spec:

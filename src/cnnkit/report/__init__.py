@@ -22,7 +22,7 @@ from cnnkit.datasets.base import Dataset
 from cnnkit.datasets.lazy import take_rows
 from cnnkit.dataview import classes_in_turn
 from cnnkit.diagnostics import Calibration, calibration, top_losses
-from cnnkit.errors import ArtifactError
+from cnnkit.errors import ArtifactError, ConfigError
 from cnnkit.fileio import write_text
 from cnnkit.plots import plot_image_grid, plot_reliability
 from cnnkit.predictor import Predictor
@@ -130,11 +130,14 @@ def _data(run_dir: Path, dataset: Dataset, metrics: dict) -> Section:
 def _model(predictor: Predictor) -> Section:
     from cnnkit.explain.table import explain_model
 
-    explanation = explain_model(predictor.model)
     meta = predictor.metadata
     body = (f"<p>Input: raw uint8 pixels {h.esc(tuple(meta.input_shape))}, colour mode {h.esc(meta.color_mode)}, "
             f"resize {h.esc(meta.resize)}; preprocessing and augmentation are layers inside the model.</p>")
-    return Section("model", "Model, layer by layer", body + explanation.to_html())
+    try:
+        table = explain_model(predictor.model).to_html()
+    except ConfigError as err:  # a layer the table does not know: the run it reports on is still whole
+        table = f'<p class="note">No layer table: {h.esc(err.message)}</p>'
+    return Section("model", "Model, layer by layer", body + table)
 
 
 def _training(run_dir: Path, history: dict, metrics: dict) -> Section:
