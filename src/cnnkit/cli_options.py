@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cnnkit import __version__
-from cnnkit.audits import api as audit_defaults
+from cnnkit import audits as audit_defaults
 from cnnkit.errors import CnnkitError
 from cnnkit.options import add_field_options, spec_of
 from cnnkit.training import lr_find

@@ -19,54 +19,23 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnkit.audits.confident import Findings, find_label_issues
+from cnnkit.audits import DEFAULT_BUDGET_MINUTES, DEFAULT_FOLDS
+from cnnkit.audits.confident import find_label_issues
 from cnnkit.audits.folds import assign_folds, fold_dataset, out_of_fold
 from cnnkit.audits.labelled import LabelledSet, load_labelled
+from cnnkit.audits.outputs import write_outputs
+from cnnkit.audits.result import AuditResult
 from cnnkit.errors import ConfigError
 from cnnkit.progress import reporting
 from cnnkit.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FOLDS = 5
-# Minutes, all folds together: on a 2-core CPU five small-image folds of 10,000 digits train about 10
-# epochs each in this time, enough for out-of-fold probabilities that rank wrong labels first
-# (benchmarks/label_noise.py).
-DEFAULT_BUDGET_MINUTES = 10.0
-
-
-@dataclass
-class AuditResult:
-    """An audit's outputs: the labelled set, its out-of-fold probabilities, what confident learning found."""
-
-    out: Path
-    data: str  # as given (a folder or manifest: absolute), for relabel
-    label_regex: str | None
-    labelled: LabelledSet
-    probs: np.ndarray
-    folds: np.ndarray
-    findings: Findings
-    recipe: str
-    epochs: int
-    seconds: float
-
-    def suspects(self) -> list[dict[str, Any]]:
-        """The rows of ``suspects.csv``: every finding, ranked within its kind."""
-        from cnnkit.audits.outputs import suspect_rows
-
-        return suspect_rows(self)
-
-    def summary(self) -> str:
-        """The lines the command prints: counts per finding and the estimated share of wrong labels per class."""
-        from cnnkit.audits.outputs import summary_lines
-
-        return "\n".join(summary_lines(self))
 
 
 def plan_folds(labelled: LabelledSet, config: TrainConfig, folds: np.ndarray, budget: float) -> TrainConfig:
@@ -104,8 +73,6 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
         >>> result.suspects()[0]["path"]  # doctest: +SKIP
         'sunrise/sunrise117.jpg'
     """
-    from cnnkit.audits.outputs import write_outputs
-
     if budget is not None and budget <= 0:
         raise ConfigError(f"Expected budget to be a positive number of minutes. Received: budget={budget!r}.",
                           f"Leave it out for {DEFAULT_BUDGET_MINUTES:g} minutes.", params="budget")
