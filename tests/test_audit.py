@@ -264,3 +264,23 @@ def test_the_reports_data_section_shows_the_copies_collapsed_and_fits_the_page(e
         details.evaluate("d => { d.open = true; }")
     assert tab.evaluate("() => document.documentElement.scrollWidth") <= 1280
     tab.close()
+
+
+def test_an_audit_run_again_goes_on_from_the_folds_it_finished(audited, tmp_path, capsys):
+    """As after a kill: every fold but one kept in the audit folder; the same command trains only that one."""
+    data, audit_out, _ = audited
+    out = tmp_path / "audit"
+    shutil.copytree(audit_out, out)
+    before = np.load(audit_out / "oof.npz")
+    (out / "folds" / "fold-1.npz").unlink()
+    (out / "suspects.csv").unlink()
+    code, stdout, stderr = run_cli(capsys, "audit", data / "labels.csv", "--folds", "4", "--epochs", "8",
+                                   "--out", out)
+    assert code == 0, stderr
+    assert stdout.count("kept from an earlier launch") == 3 and "Fold 2/4: trained and scored" in stdout
+    after = np.load(out / "oof.npz")
+    others = before["folds"] != 1
+    np.testing.assert_array_equal(after["probs"][others], before["probs"][others])
+    assert (out / "suspects.csv").is_file()
+    code, stdout, _ = run_cli(capsys, "audit", data / "labels.csv", "--folds", "4", "--epochs", "7", "--out", out)
+    assert code == 0 and "kept from an earlier launch" not in stdout  # other settings: nothing kept is used

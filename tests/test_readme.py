@@ -242,6 +242,10 @@ def steps(text: str) -> dict[str, Callable[[Walk], None]]:
         "cnnkit train weather/ --recipe article-003 --train-per-class 150":
             lambda w: w.sh("cnnkit train weather/ --recipe article-003 --train-per-class 12 "
                            "--epochs 1 --image-size 48"),
+        "cnnkit audit photos/": lambda w: w.sh("cnnkit audit photos/ --folds 2 --epochs 1"),
+        "cnnkit relabel audits/photos/suspects.csv": lambda w: w.sh("cnnkit relabel audits/photos/suspects.csv"),
+        "cnnkit train photos/ --exclude audits/photos/suspects.csv":
+            lambda w: w.sh(f"cnnkit train photos/ --exclude audits/photos/suspects.csv --out runs/ex {PHOTO_SHORT}"),
         "cnnkit explain conv": lambda w: w.sh("cnnkit explain conv"),
         "cnnkit explain runs/a": lambda w: w.sh("cnnkit explain runs/a"),
         "cnnkit inspect runs/a digit.png --target 7": lambda w: w.sh("cnnkit inspect runs/a digit.png --target 7"),

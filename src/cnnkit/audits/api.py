@@ -26,7 +26,7 @@ import numpy as np
 
 from cnnkit.audits import DEFAULT_BUDGET_MINUTES, DEFAULT_FOLDS
 from cnnkit.audits.confident import find_label_issues
-from cnnkit.audits.folds import assign_folds, fold_dataset, out_of_fold
+from cnnkit.audits.folds import FOLDS_DIR, assign_folds, fold_dataset, out_of_fold
 from cnnkit.audits.labelled import LabelledSet, load_labelled
 from cnnkit.audits.outputs import write_outputs
 from cnnkit.audits.result import AuditResult
@@ -35,7 +35,6 @@ from cnnkit.progress import reporting
 from cnnkit.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
 
 
 def plan_folds(labelled: LabelledSet, config: TrainConfig, folds: np.ndarray, budget: float) -> TrainConfig:
@@ -66,7 +65,8 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     """Audit the labels of ``data`` (a folder, a ``.csv`` manifest, an ``.npz`` file or ``"mnist"``) into ``out``.
 
     ``epochs`` instead of ``budget`` fixes each fold's schedule. ``rank_by``: ``"margin"`` (the normalised
-    margin) or ``"self_confidence"``.
+    margin) or ``"self_confidence"``. Each fold's probabilities are kept in ``out`` as it finishes: an audit
+    killed midway, run again with the same settings, goes on from the folds it had finished.
 
     Example:
         >>> result = audit("photos/", "audits/photos")  # doctest: +SKIP
@@ -76,6 +76,9 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     if budget is not None and budget <= 0:
         raise ConfigError(f"Expected budget to be a positive number of minutes. Received: budget={budget!r}.",
                           f"Leave it out for {DEFAULT_BUDGET_MINUTES:g} minutes.", params="budget")
+    if rank_by not in ("margin", "self_confidence"):  # before any training, not after it
+        raise ConfigError(f"Expected rank_by to be 'margin' or 'self_confidence'. Received: rank_by={rank_by!r}.",
+                          params="rank_by")
     start = time.perf_counter()
     data = os.fspath(data)
     out = Path(out) if out is not None else Path("audits") / (Path(data).name or "data")
@@ -94,7 +97,8 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
             log.info(f"Fold {fold + 1}/{folds}: trained and scored in {seconds:.0f} s.")
 
         probs = out_of_fold(labelled.x, labelled.y, fold_of, train, class_names=labelled.class_names,
-                            color_mode=labelled.color_mode, resize=labelled.resize, on_fold=said)
+                            color_mode=labelled.color_mode, resize=labelled.resize, on_fold=said,
+                            keep=out / FOLDS_DIR)
         findings = find_label_issues(probs, labelled.y, rank_by=rank_by)
         given = str(Path(data).resolve()) if os.path.exists(data) else data
         result = AuditResult(out, given, label_regex, labelled, probs, fold_of, findings, train.preset.name,

@@ -10,6 +10,8 @@ carved from them, as any run's is) and predicts the fold's images through the sa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,6 +24,8 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+FOLDS_DIR = "folds"  # in the audit folder: one .npz per finished fold, so a killed audit goes on
 
 
 def group_ids(n: int, groups: Sequence[Sequence[int]]) -> np.ndarray:
@@ -76,23 +80,42 @@ def fold_dataset(dataset_name: str, x: np.ndarray, y: np.ndarray, held: np.ndarr
                    class_names=list(class_names), color_mode=color_mode, resize=resize)
 
 
+def fold_key(y: np.ndarray, folds: np.ndarray, config: TrainConfig) -> str:
+    """What a kept fold's probabilities depend on: the labels, the folds, the recipe and its schedule."""
+    digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(folds, dtype=np.int64).tobytes())
+    digest.update(json.dumps([config.preset.name, config.epochs, config.batch_size, config.learning_rate,
+                              config.seed, config.image_size, config.color_mode]).encode())
+    return digest.hexdigest()[:16]
+
+
 def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, config: TrainConfig, *, class_names: Sequence[str],
                 color_mode: str, resize: str = "stretch", name: str = "audit",
-                on_fold: Callable[[int, float], None] | None = None) -> np.ndarray:
+                on_fold: Callable[[int, float], None] | None = None, keep: Path | None = None) -> np.ndarray:
     """Probabilities ``(n, classes)`` for every image from the model of the folds it is not in.
 
     ``config``: a resolved recipe with its epochs (:func:`cnnkit.audits.api.audit` plans them from the budget).
-    ``on_fold(fold, seconds)`` is called as each fold finishes.
+    ``on_fold(fold, seconds)`` is called as each fold finishes. ``keep``: a folder where each finished fold's
+    probabilities are written (atomically); a fold found there with the same :func:`fold_key` is not trained again.
     """
     import time
 
+    from cnnkit.fileio import atomic_path
     from cnnkit.predictor import Predictor
     from cnnkit.training.config import metadata_for
     from cnnkit.training.fit import fit
 
     probs = np.zeros((len(y), len(class_names)), dtype=np.float64)
+    key = fold_key(y, folds, config)
     for fold in range(int(folds.max()) + 1):
         held = folds == fold
+        kept = keep / f"fold-{fold}.npz" if keep is not None else None
+        if kept is not None and kept.is_file():
+            with np.load(kept) as saved:
+                if str(saved["key"]) == key:
+                    probs[held] = saved["probs"]
+                    log.info(f"Fold {fold + 1}: kept from an earlier launch ({kept}).")
+                    continue
         start = time.perf_counter()
         dataset = fold_dataset(name, x, y, held, class_names, color_mode, resize)
         fold_config = dataclasses.replace(config, seed=config.seed + fold)
@@ -100,6 +123,10 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, config: TrainCo
             fitted = fit(dataset, fold_config, Path(scratch), verbose=0)
         predictor = Predictor(fitted.model, metadata_for(dataset, fold_config), tta=False)
         probs[held] = predictor.predict_proba(x[held])
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(kept) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, probs=probs[held], key=np.array(key))
         from cnnkit._backend import keras
 
         keras.backend.clear_session()  # K models in one process: keep its memory flat
