@@ -190,6 +190,10 @@ def test_relabel_refuses_a_decision_it_cannot_carry_out(audited, tmp_path, capsy
     (out / "suspects.csv").write_text("path,decision,label\nshine/planted0.png,relabel,snow\n")
     code, _, stderr = run_cli(capsys, "relabel", out / "suspects.csv")
     assert_clean_error(code, stderr, "Received: 'snow' on line 2 of suspects.csv; classes: cloudy, rain, shine.")
+    (out / "audit.json").unlink()
+    code, _, stderr = run_cli(capsys, "relabel", out / "suspects.csv")
+    assert_clean_error(code, stderr, "Expected the audited data: no audit.json beside the decisions file",
+                       "Hint: Pass --data")
 
 
 def test_bad_audit_input_gets_one_error_and_a_hint(tmp_path, capsys):

@@ -80,9 +80,10 @@ def fold_dataset(dataset_name: str, x: np.ndarray, y: np.ndarray, held: np.ndarr
                    class_names=list(class_names), color_mode=color_mode, resize=resize)
 
 
-def fold_key(y: np.ndarray, folds: np.ndarray, config: TrainConfig) -> str:
-    """What a kept fold's probabilities depend on: the labels, the folds, the recipe and its schedule."""
-    digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+def fold_key(x: np.ndarray, y: np.ndarray, folds: np.ndarray, config: TrainConfig) -> str:
+    """What a kept fold's probabilities depend on: the pixels, the labels, the folds, the recipe and its schedule."""
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(folds, dtype=np.int64).tobytes())
     digest.update(json.dumps([config.preset.name, config.epochs, config.batch_size, config.learning_rate,
                               config.seed, config.image_size, config.color_mode]).encode())
@@ -106,7 +107,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, config: TrainCo
     from cnnkit.training.fit import fit
 
     probs = np.zeros((len(y), len(class_names)), dtype=np.float64)
-    key = fold_key(y, folds, config)
+    key = fold_key(x, y, folds, config)
     for fold in range(int(folds.max()) + 1):
         held = folds == fold
         kept = keep / f"fold-{fold}.npz" if keep is not None else None

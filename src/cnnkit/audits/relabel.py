@@ -50,8 +50,8 @@ class Plan:
         return "\n".join(self.lines) if self.lines else "No decisions to apply (every decision is keep or empty)."
 
 
-def _fail(message: str, hint: str) -> DataError:
-    return DataError(message, hint)
+def _fail(message: str, hint: str, params: str | tuple[str, ...] = ()) -> DataError:
+    return DataError(message, hint, params=params)
 
 
 def read_decisions(path: Path) -> list[dict[str, str]]:
@@ -90,12 +90,15 @@ def plan(decisions: str | os.PathLike[str], data: str | os.PathLike[str] | None 
 
     decisions = Path(decisions)
     record = _audit_record(decisions)
-    data = Path(data) if data is not None else Path(record.get("data", ""))
+    if data is None and not record.get("data"):
+        raise _fail(f"Expected the audited data: no audit.json beside the decisions file to name it. Received: "
+                    f"{decisions}.", "Pass data (the folder or .csv manifest the audit looked at).", params="data")
+    data = Path(data) if data is not None else Path(record["data"])
     manifest = data if data.suffix.lower() == ".csv" else None
     root = (manifest.parent if manifest else data).resolve()
     if not root.is_dir():
         raise _fail(f"Expected the audited folder or manifest. Received: data={os.fspath(data)!r}, which is not "
-                    "there.", "Pass data (the folder or .csv the audit looked at).")
+                    "there.", "Pass data (the folder or .csv the audit looked at).", params="data")
     index = index_folder(root, manifest=manifest, label_regex=record.get("label_regex"))
     if index.label_mode == "filename":
         raise _fail(f"Files labelled by their names cannot be relabelled by moving them. Received: {root} "
@@ -135,6 +138,9 @@ def plan(decisions: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             out.lines.append(f"{row['path']}: {what} (manifest {manifest.name})")
             continue
         rel = source.relative_to(root)
+        if source.parent.name not in classes:  # a class folder's file sits right in it (train/rain/12.jpg too)
+            raise _fail(f"Expected each file in its class's folder. Received: {row['path']!r} on {where}, in a "
+                        f"folder named {source.parent.name!r}.", "Move it by hand, or audit a manifest instead.")
         if row["decision"] == "relabel":
             if source.parent.name == label:
                 continue
