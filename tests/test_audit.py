@@ -237,8 +237,20 @@ def test_training_leaves_out_the_images_an_audit_listed_and_says_so(excluded_run
     metrics = json.loads((run / "metrics.json").read_text())
     used = metrics["train_size"] + metrics["val_size"] + metrics["test_samples"]
     assert used == 3 * 16 + 2 + 1 - left_out  # the folder's usable images, less those left out
-    code, _, stderr = run_cli(capsys, "train", MNIST_SUBSET, "--exclude", out / "suspects.csv")
-    assert_clean_error(code, stderr, "Expected exclude only with a folder of images or a .csv manifest")
+
+
+
+def test_training_on_arrays_leaves_out_the_rows_an_audit_named(tmp_path, capsys):
+    listing = tmp_path / "suspects.csv"
+    listing.write_text("path,finding,decision\ntrain[0],label,\ntrain[5],stray,\ntrain[7],label,keep\n"
+                       "test[1],label,\nphotos/a.png,label,\n")
+    code, _, stderr = run_cli(capsys, "train", MNIST_SUBSET, "--recipe", "small", "--epochs", "1", "--exclude",
+                              listing, "--out", tmp_path / "run")
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["train_size"] + metrics["val_size"] == 3000 - 2 and metrics["test_samples"] == 600 - 1
+    report = (tmp_path / "run" / "data_report.txt").read_text()
+    assert f"Excluded: 3 images listed in {listing} (label 2, stray 1); 1 listed path not among the images." in report
 
 
 @pytest.mark.browser

@@ -4,10 +4,15 @@ folder's training, validation and test images, with a line in the data report th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
+import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from cnnkit.errors import DataError
 
@@ -52,3 +57,31 @@ def excluded_report(listing: str | os.PathLike[str], why: list[str], missing: in
     if missing:
         line += f"; {missing} listed path{'s' * (missing != 1)} not among the images"
     return line + "."
+
+
+def exclude_rows(dataset: Any, listing: str | os.PathLike[str]) -> Any:
+    """``dataset`` (arrays: MNIST, an ``.npz``) without the rows ``listing`` names as an audit names them
+    (``train[12]``, ``val[3]``, ``test[5]``), with the :func:`excluded_report` line as its report."""
+    listed = read_excluded(listing, Path("/"))  # names, not paths: "/train[12]"
+    wanted: dict[str, dict[int, str]] = {"train": {}, "val": {}, "test": {}}
+    unknown = 0
+    for path, finding in listed.items():
+        match = re.fullmatch(r"(train|val|test)\[(\d+)\]", path.name)
+        if match:
+            wanted[match[1]][int(match[2])] = finding
+        else:
+            unknown += 1
+    parts: dict[str, Any] = {}
+    why: list[str] = []
+    for part, rows in wanted.items():
+        x, y = getattr(dataset, f"x_{part}"), getattr(dataset, f"y_{part}")
+        if not rows or x is None:
+            unknown += len(rows)
+            continue
+        inside = {r: w for r, w in rows.items() if r < len(y)}
+        unknown += len(rows) - len(inside)
+        keep = np.setdiff1d(np.arange(len(y)), np.fromiter(inside, dtype=np.int64))
+        parts[f"x_{part}"], parts[f"y_{part}"] = x[keep], y[keep]
+        why += list(inside.values())
+    report = excluded_report(listing, why, unknown)
+    return dataclasses.replace(dataset, **parts, report="\n".join(filter(None, [dataset.report, report])))

@@ -86,8 +86,8 @@ class TrainConfig:
                         "(%(default)s, default), once (drop), or not looked for (off)")
     exclude: str | None = option(  # cnnkit.datasets.exclude: an audit's suspects, or any CSV with a path column
         None, "--exclude", metavar="CSV",
-        help=_FOLDERS + "leave out the images this CSV lists in its path column (an audit's suspects.csv: the "
-                        "rows not decided keep)")
+        help="leave out the images this CSV lists in its path column (an audit's suspects.csv: the rows not "
+             "decided keep; for arrays, rows named train[12], test[5])")
     # Minutes of training the epochs are planned to fill (cnnkit.training.budget); None: the recipe's epochs.
     budget: float | None = option(
         None, "--budget", metavar="MINUTES",
@@ -189,7 +189,6 @@ class TrainConfig:
             (r.near_duplicates in NEAR_DUPLICATES, "near_duplicates", f"one of {NEAR_DUPLICATES}"),
             (r.color_mode in (None, "grayscale", "rgb"), "color_mode", "one of ('grayscale', 'rgb')"),
             (r.fine_tune is None or r.fine_tune >= 0, "fine_tune", "≥ 0 (epochs)"),
-            (r.exclude is None or r.is_folder, "exclude", "only with a folder of images or a .csv manifest"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -272,6 +271,10 @@ def load_data(config: TrainConfig, inspected: Any = None) -> Dataset:
     if inspected is not None:
         options["inspected"] = inspected
     dataset = datasets.load(config.data, source=config.data_source, **options)
+    if config.exclude and not config.is_folder:  # arrays: rows named as an audit names them (train[12])
+        from cnnkit.datasets.exclude import exclude_rows
+
+        dataset = exclude_rows(dataset, config.exclude)
     return dataset.subset(train=config.train_limit, test=config.test_limit, seed=config.seed)
 
 
