@@ -1,8 +1,8 @@
 """Recipe auto's search: candidates tried on the validation split inside the budget, the winner trained after.
 
 Where the base recipe alone would leave most of the budget unused (small images: ``small`` stops at
-its 30 epochs, minutes early), auto spends it finding a better recipe for the data
-(:mod:`cnnkit.training.candidates`):
+its 30 epochs, minutes early), and the budget is at least :data:`MIN_SEARCH_SECONDS`, auto spends it
+finding a better recipe for the data (:mod:`cnnkit.training.candidates`):
 
 1. **Short trials.** Every candidate trains the same short schedule (:func:`trial_epochs`: a trial
    of the base recipe takes about a twentieth of the budget) on the training split and is scored on
