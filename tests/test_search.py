@@ -136,3 +136,23 @@ def test_a_run_killed_during_its_search_resumes_with_it(tmp_path):
     assert rows[1]["state"] == "failed"  # cut short by the kill (queued again, behind the candidates waiting)
     assert max(rows) > 1 and all(row["epochs"] for n, row in rows.items() if n != 1)  # the search went on
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["test_accuracy"])
+
+
+def test_the_time_kept_is_what_the_candidate_the_rule_would_choose_needs():
+    """weather32 seed 6's leaderboard at 582.6 s of 900: the best (#6, 2.66 s an epoch) would need 234 s for its
+    80 epochs, but the rule chooses #4 (1.35 s an epoch, within one error of it and simpler), whose 80 epochs take
+    about 119 s. The search goes on there (it stopped, and 76.7 % of the budget was used), and stops later."""
+    from cnnkit.training.search import time_to_stop
+
+    def entry(number, accuracy, epoch_seconds, seconds, **values):
+        return Entry(number, {**candidates.SMALL, **values}, "complete", accuracy, standard_error(accuracy, 110),
+                     20, seconds, 1000, epoch_seconds)
+
+    entries = [entry(0, 0.79, 0.54, 15.0), entry(4, 0.827, 1.35, 35.3, width=32, dropout=0.25),
+               entry(6, 0.855, 2.66, 62.4, width=32, depth=2, head="average", dropout=0.25, weight_decay=0.05),
+               entry(1, 0.818, 2.5, 56.0, width=32, depth=2, head="average", dropout=0.25, weight_decay=0.05,
+                     translation=0.1)]
+    assert choose(entries)[0].number == 4
+    assert not time_to_stop(entries, elapsed=582.6, budget_seconds=900)
+    assert time_to_stop(entries, elapsed=720.0, budget_seconds=900)
+    assert not time_to_stop([], elapsed=899.0, budget_seconds=900)  # nothing finished yet: the first trial runs
