@@ -126,11 +126,17 @@ def _decide(out, decisions: dict[str, str]):
         writer.writerows(rows)
 
 
-def test_relabel_moves_files_deletes_nothing_and_undoes_byte_for_byte(audited, tmp_path, capsys):
+def _copies(audited, tmp_path):
+    """The audited folder and its audit, copied where a test may change them: (folder, audit folder)."""
     source, audit_out, _ = audited
     data, out = tmp_path / "photos", tmp_path / "audit"
     shutil.copytree(source, data)
     shutil.copytree(audit_out, out)
+    return data, out
+
+
+def test_relabel_moves_files_deletes_nothing_and_undoes_byte_for_byte(audited, tmp_path, capsys):
+    data, out = _copies(audited, tmp_path)
     before = _snapshot(data)
     _decide(out, {"shine/planted0.png": "relabel", "shine/planted1.png": "relabel",
                   "cloudy/copy-of-shine5.png": "remove"})
@@ -153,10 +159,7 @@ def test_relabel_moves_files_deletes_nothing_and_undoes_byte_for_byte(audited, t
 
 
 def test_relabel_rewrites_a_manifest_and_undoes_it(audited, tmp_path, capsys):
-    source, audit_out, _ = audited
-    data, out = tmp_path / "photos", tmp_path / "audit"
-    shutil.copytree(source, data)
-    shutil.copytree(audit_out, out)
+    data, out = _copies(audited, tmp_path)
     before = _snapshot(data)
     _decide(out, {"shine/planted0.png": "relabel", "shine/planted1.png": "remove"})
     code, stdout, stderr = run_cli(capsys, "relabel", out / "suspects.csv", "--data", data / "labels.csv", "--apply")
