@@ -114,8 +114,8 @@ def top_losses(data: Path, record: dict[str, Any], seed: int) -> tuple[np.ndarra
     from cnnkit.training.fit import fit
 
     config = TrainConfig(data=str(data), seed=seed)
-    recipe, side, colour, inspected = recipe_for(config)
-    labelled = load_labelled(config, recipe, side, colour, inspected)
+    recipe, side, colour, given = recipe_for(config)
+    labelled = load_labelled(config, recipe, side, colour, given)
     config = dataclasses.replace(config, recipe=recipe, image_size=side, color_mode=colour,
                                  epochs=int(record["epochs"])).resolve()
     dataset = Dataset("all", labelled.x, labelled.y, labelled.x[:10], labelled.y[:10], labelled.class_names,

@@ -84,8 +84,8 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     out = Path(out) if out is not None else Path("audits") / (Path(data).name or "data")
     config = TrainConfig(data=data, seed=seed, label_regex=label_regex, recipe=recipe, epochs=epochs or 0)
     with reporting(verbose, "cnnkit.audits"), reporting(0):  # the audit's lines, not each fold's training
-        chosen, side, colour, inspected = recipe_for(config)
-        labelled = load_labelled(config, chosen, side, colour, inspected)
+        chosen, side, colour, given = recipe_for(config)
+        labelled = load_labelled(config, chosen, side, colour, given)
         log.info(f"Audit of {labelled.source}: {len(labelled):,} images, {len(labelled.class_names)} classes; "
                  f"recipe {chosen}{f' at {side}x{side}' if side else ''}.")
         fold_of = assign_folds(labelled.y, folds, seed, labelled.groups, labelled.class_names)
@@ -110,19 +110,20 @@ def audit(data: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
 
 def recipe_for(config: TrainConfig) -> tuple[str, int | None, str | None, Any]:
     """The recipe, side and colour mode the folds train at (the user's recipe, or what auto picks, with no
-    download), and the folder as inspected for it (``None`` for arrays)."""
+    download), and the data as read for it: the folder inspected, or the arrays loaded (read once)."""
     from cnnkit import datasets
     from cnnkit.training.auto import choose_for_arrays, choose_for_folder
 
-    inspected = None
     if config.is_folder:
         from cnnkit.datasets.photos import inspect_folder
 
-        inspected = inspect_folder(config.data, label_regex=config.label_regex)
-    if config.recipe not in (None, "auto"):
-        return str(config.recipe), None, None, inspected
-    if inspected is not None:
-        choice = choose_for_folder(inspected, dataclasses.replace(config, weights="none"))
+        given: Any = inspect_folder(config.data, label_regex=config.label_regex)
     else:
-        choice = choose_for_arrays(datasets.load(config.data, source=config.data_source))
-    return choice.recipe, choice.image_size, choice.color_mode, inspected
+        given = datasets.load(config.data, source=config.data_source)
+    if config.recipe not in (None, "auto"):
+        return str(config.recipe), None, None, given
+    if config.is_folder:
+        choice = choose_for_folder(given, dataclasses.replace(config, weights="none"))
+    else:
+        choice = choose_for_arrays(given)
+    return choice.recipe, choice.image_size, choice.color_mode, given

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,11 +49,14 @@ class LabelledSet:
 
 
 def load_labelled(config: TrainConfig, recipe: str, image_size: int | None, color_mode: str | None,
-                  inspected: object = None) -> LabelledSet:
-    """Every usable image of ``config.data`` at ``image_size`` and ``color_mode`` (``None``: the data's own)."""
+                  given: Any = None) -> LabelledSet:
+    """Every usable image of ``config.data`` at ``image_size`` and ``color_mode`` (``None``: the data's own).
+
+    ``given``: the data already read (:func:`cnnkit.audits.api.recipe_for`): a folder inspected, or a Dataset.
+    """
     if config.is_folder:
-        return _folder(config, recipe, image_size, color_mode, inspected)
-    dataset = datasets.load(config.data, source=config.data_source)
+        return _folder(config, recipe, image_size, color_mode, given)
+    dataset = given if given is not None else datasets.load(config.data, source=config.data_source)
     parts = [("train", dataset.x_train, dataset.y_train), ("test", dataset.x_test, dataset.y_test)]
     if dataset.x_val is not None and dataset.y_val is not None:
         parts.insert(1, ("val", dataset.x_val, dataset.y_val))

@@ -201,12 +201,12 @@ def _audit_record(decisions: Path) -> dict[str, Any]:
 
 def _rewritten(manifest: Path, changes: dict[Path, str | None]) -> str:
     """The manifest's text with the label cells of ``changes`` rewritten and its removed rows left out."""
-    from cnnkit.datasets.manifest import LABEL_COLUMNS, PATH_COLUMNS
+    from cnnkit.datasets.manifest import LABEL_COLUMNS, PATH_COLUMNS, find_column
 
     rows = list(csv.reader(io.StringIO(manifest.read_text(encoding="utf-8-sig"))))
     header = [h.strip().lower() for h in rows[0]]
-    col_path = next(header.index(n) for n in PATH_COLUMNS if n in header)
-    col_label = next(header.index(n) for n in LABEL_COLUMNS if n in header)
+    # The index read this manifest just before (plan): both columns are there.
+    col_path, col_label = find_column(header, PATH_COLUMNS) or 0, find_column(header, LABEL_COLUMNS) or 0
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(rows[0])

@@ -17,11 +17,8 @@ import numpy as np
 from cnnkit.errors import DataError
 
 
-def read_excluded(listing: str | os.PathLike[str], root: Path) -> dict[Path, str]:
-    """Absolute path -> why (the row's ``finding``, or "listed") for every row of ``listing`` not decided ``keep``.
-
-    Paths are relative to ``root`` (the folder, or the manifest's folder), as an audit writes them, or absolute.
-    """
+def read_listed(listing: str | os.PathLike[str]) -> dict[str, str]:
+    """Path as written -> why (the row's ``finding``, or "listed") for every row of ``listing`` not decided ``keep``."""
     listing = Path(listing)
     try:
         text = listing.read_text(encoding="utf-8-sig")
@@ -35,13 +32,22 @@ def read_excluded(listing: str | os.PathLike[str], root: Path) -> dict[Path, str
         raise DataError(f"Expected a CSV with a path column to exclude images by. Received: columns "
                         f"{', '.join(columns) or 'none'} in {listing}.",
                         "Pass an audit's suspects.csv, or a CSV whose header has path.", params="exclude")
-    out: dict[Path, str] = {}
+    out: dict[str, str] = {}
     for row in reader:
         cells = {key: (row.get(original) or "").strip() for key, original in columns.items()}
         if not cells["path"] or cells.get("decision", "").lower() == "keep":
             continue
-        out.setdefault((root / cells["path"]).resolve(), cells.get("finding") or "listed")
+        out.setdefault(cells["path"], cells.get("finding") or "listed")
     return out
+
+
+def read_excluded(listing: str | os.PathLike[str], root: Path) -> dict[Path, str]:
+    """:func:`read_listed` with each path made absolute: relative to ``root`` (the folder, or the manifest's
+    folder), as an audit writes them, or absolute already."""
+    listed: dict[Path, str] = {}
+    for path, why in read_listed(listing).items():
+        listed.setdefault((root / path).resolve(), why)
+    return listed
 
 
 def excluded_report(listing: str | os.PathLike[str], why: list[str], missing: int) -> str:
@@ -62,11 +68,10 @@ def excluded_report(listing: str | os.PathLike[str], why: list[str], missing: in
 def exclude_rows(dataset: Any, listing: str | os.PathLike[str]) -> Any:
     """``dataset`` (arrays: MNIST, an ``.npz``) without the rows ``listing`` names as an audit names them
     (``train[12]``, ``val[3]``, ``test[5]``), with the :func:`excluded_report` line as its report."""
-    listed = read_excluded(listing, Path("/"))  # names, not paths: "/train[12]"
     wanted: dict[str, dict[int, str]] = {"train": {}, "val": {}, "test": {}}
     unknown = 0
-    for path, finding in listed.items():
-        match = re.fullmatch(r"(train|val|test)\[(\d+)\]", path.name)
+    for name, finding in read_listed(listing).items():
+        match = re.fullmatch(r"(train|val|test)\[(\d+)\]", name)
         if match:
             wanted[match[1]][int(match[2])] = finding
         else:

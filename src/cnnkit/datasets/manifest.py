@@ -32,7 +32,7 @@ def read_manifest(manifest: Path, skipped: list[tuple[Path, str]],
         raise DataError(
             f"Cannot read the manifest {manifest}. Received: {type(err).__name__}: {err}.", hint=hint
         ) from None
-    col_path, col_label = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
+    col_path, col_label = find_column(header, PATH_COLUMNS), find_column(header, LABEL_COLUMNS)
     if col_path is None or col_label is None:
         raise DataError(
             f"Expected the manifest {manifest} to start with the header 'path,label'. Received: {','.join(header)!r}.",
@@ -62,6 +62,6 @@ def read_manifest(manifest: Path, skipped: list[tuple[Path, str]],
     return candidates
 
 
-def _column(header: list[str], names: tuple[str, ...]) -> int | None:
+def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
     """Index of the first of ``names`` (in their order of preference) that the header has."""
     return next((header.index(name) for name in names if name in header), None)
